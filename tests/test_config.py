@@ -1,0 +1,139 @@
+"""minibert.BertConfig against transformers.BertConfig, and its validation."""
+
+import json
+
+import pytest
+import transformers
+
+from minibert import BertConfig
+
+# Published hyperparameters, written out here independently of minibert's PRESETS table.
+BASE = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+            hidden_act="gelu", hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
+            max_position_embeddings=512, type_vocab_size=2, initializer_range=0.02, layer_norm_eps=1e-12,
+            pad_token_id=0)
+LARGE = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
+PUBLISHED = {
+    "bert-base-uncased": {},
+    "bert-base-cased": dict(vocab_size=28996),
+    "bert-large-uncased": LARGE,
+    "bert-large-cased": dict(LARGE, vocab_size=28996),
+    "bert-base-chinese": dict(vocab_size=21128),
+    "bert-base-multilingual-cased": dict(vocab_size=119547),
+    "bert-base-multilingual-uncased": dict(vocab_size=105879),
+    "bert-tiny": dict(num_hidden_layers=2, hidden_size=128, num_attention_heads=2, intermediate_size=512),
+    "bert-mini": dict(num_hidden_layers=4, hidden_size=256, num_attention_heads=4, intermediate_size=1024),
+    "bert-small": dict(num_hidden_layers=4, hidden_size=512, num_attention_heads=8, intermediate_size=2048),
+    "bert-medium": dict(num_hidden_layers=8, hidden_size=512, num_attention_heads=8, intermediate_size=2048),
+    "all-MiniLM-L6-v2": dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536),
+}
+HF_FIELDS = list(BASE) + ["classifier_dropout"]
+
+
+def test_defaults_are_bert_base_and_match_transformers():
+    ours, theirs = BertConfig(), transformers.BertConfig()
+    for name in HF_FIELDS:
+        assert getattr(ours, name) == getattr(theirs, name), name
+    assert {f: getattr(ours, f) for f in BASE} == BASE
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_every_field_of_every_preset_matches_transformers(name):
+    values = {**BASE, **PUBLISHED[name]}
+    theirs = transformers.BertConfig(**values)
+    ours = BertConfig.from_preset(name)
+    for field in HF_FIELDS:
+        assert getattr(ours, field) == getattr(theirs, field), (name, field)
+
+
+def test_the_required_presets_are_known_and_aliases_work():
+    for name in ["bert-base-uncased", "bert-large-uncased", "bert-base-chinese", "bert-base-multilingual-cased",
+                 "bert-tiny", "bert-mini", "bert-small", "bert-medium", "all-MiniLM-L6-v2"]:
+        BertConfig.from_preset(name)
+    assert BertConfig.from_preset("google/bert_uncased_L-2_H-128_A-2") == BertConfig.from_preset("bert-tiny")
+    assert BertConfig.from_preset("sentence-transformers/all-MiniLM-L6-v2").hidden_size == 384
+    assert BertConfig.from_preset("bert-base-uncased", num_hidden_layers=3).num_hidden_layers == 3
+
+
+def test_unknown_preset_lists_the_known_ones():
+    with pytest.raises(ValueError) as err:
+        BertConfig.from_preset("bert-huge")
+    assert "'bert-huge'" in str(err.value)
+    for name in PUBLISHED:
+        assert name in str(err.value)
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(hidden_size=770), r"hidden_size \(770\) must be divisible by num_attention_heads \(12\)"),
+    (dict(num_attention_heads=0), r"num_attention_heads must be a positive integer, got 0"),
+    (dict(vocab_size=-5), r"vocab_size must be a positive integer, got -5"),
+    (dict(num_hidden_layers=2.5), r"num_hidden_layers must be a positive integer, got 2\.5"),
+    (dict(intermediate_size=True), r"intermediate_size must be a positive integer, got True"),
+    (dict(max_position_embeddings="512"), r"max_position_embeddings must be a positive integer, got '512'"),
+    (dict(hidden_dropout_prob=1.0), r"hidden_dropout_prob must be a probability in \[0, 1\), got 1\.0"),
+    (dict(attention_probs_dropout_prob=-0.1), r"attention_probs_dropout_prob must be a probability .* got -0\.1"),
+    (dict(hidden_act="gelu2"), r"hidden_act must be one of \['gelu', .*'relu'.*\], got 'gelu2'"),
+    (dict(attn_implementation="flash"), r"attn_implementation must be one of \['eager', 'sdpa'\], got 'flash'"),
+    (dict(layer_norm_eps=0), r"layer_norm_eps must be a positive number, got 0"),
+    (dict(pad_token_id=30522), r"pad_token_id must be None or an id in \[0, vocab_size=30522\), got 30522"),
+    (dict(classifier_dropout=1.5), r"classifier_dropout must be None or a probability"),
+])
+def test_invalid_fields_raise_value_errors_naming_the_value(fields, message):
+    with pytest.raises(ValueError, match=message):
+        BertConfig(**fields)
+
+
+def test_divisibility_error_suggests_head_counts_that_work():
+    with pytest.raises(ValueError) as err:
+        BertConfig(hidden_size=36, num_attention_heads=5)
+    assert "[1, 2, 3, 4, 6, 9, 12, 18, 36]" in str(err.value)
+
+
+def test_validate_catches_a_field_changed_after_creation():
+    config = BertConfig()
+    config.num_attention_heads = 7
+    with pytest.raises(ValueError, match="divisible"):
+        config.validate()
+
+
+def test_from_dict_roundtrip_and_ignored_keys():
+    config = BertConfig.from_preset("bert-small", attn_implementation="eager")
+    d = config.to_dict()
+    assert d["model_type"] == "bert"
+    again = BertConfig.from_dict({**d, "architectures": ["BertModel"], "use_cache": True})
+    assert again == config
+    assert again.ignored_keys == ("architectures", "use_cache")
+    assert "ignored_keys" not in repr(again)
+
+
+def test_from_dict_reads_a_transformers_config_dict():
+    theirs = transformers.BertConfig(hidden_size=96, num_attention_heads=4, intermediate_size=200, vocab_size=99)
+    ours = BertConfig.from_dict(theirs.to_dict())
+    for name in HF_FIELDS:
+        assert getattr(ours, name) == getattr(theirs, name), name
+
+
+def test_from_dict_refuses_other_models_and_relative_positions():
+    with pytest.raises(ValueError, match="model_type must be 'bert', got 'roberta'"):
+        BertConfig.from_dict({"model_type": "roberta"})
+    with pytest.raises(ValueError, match="position_embedding_type must be 'absolute'"):
+        BertConfig.from_dict({"position_embedding_type": "relative_key"})
+    with pytest.raises(ValueError, match="must be a JSON object"):
+        BertConfig.from_dict([1, 2])
+
+
+def test_from_json_file_errors_name_the_file(tmp_path):
+    missing = tmp_path / "nope.json"
+    with pytest.raises(ValueError, match=r"nope\.json: config file not found"):
+        BertConfig.from_json_file(missing)
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"hidden_size": 768,')
+    with pytest.raises(ValueError, match=r"broken\.json: not a valid JSON config"):
+        BertConfig.from_json_file(broken)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"hidden_size": 100, "num_attention_heads": 12}))
+    with pytest.raises(ValueError, match=r"bad\.json: hidden_size \(100\) must be divisible"):
+        BertConfig.from_json_file(bad)
+    good = tmp_path / "config.json"
+    good.write_text(transformers.BertConfig(hidden_size=64, num_attention_heads=2).to_json_string())
+    assert BertConfig.from_json_file(good).hidden_size == 64
