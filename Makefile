@@ -15,10 +15,15 @@ test: setup
 		--nbval-sanitize-with tests/nbval_sanitize.cfg $(PYTEST_ARGS)
 
 lab: setup
-	$(VENV_PY) -m jupyter lab notebooks/
+	$(VENV_PY) -m jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 book: setup
 	$(VENV_PY) -m minibert book
+
+# The parameter calculator (chapter 07) as a web page for the classroom projector; prints its address.
+.PHONY: app
+app: setup
+	$(VENV_PY) -m minibert app $(APP_ARGS)
 
 sync: setup
 	$(VENV_PY) -m minibert sync
@@ -28,3 +33,16 @@ check: setup
 
 clean:
 	rm -rf _build .pytest_cache
+
+# The classroom kit: student notebooks (solutions replaced by NotImplementedError) and offline slide decks.
+.PHONY: student slides classroom
+student: setup
+	$(VENV_PY) -m minibert student --out _build/student
+
+slides: setup
+	$(VENV_PY) -m minibert slides --out _build/slides
+
+# One folder for a class: the student notebooks with their README, and the decks in slides/.
+classroom: setup
+	$(VENV_PY) -m minibert student --out _build/classroom
+	$(VENV_PY) -m minibert slides --out _build/classroom/slides

