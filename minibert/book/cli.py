@@ -63,6 +63,32 @@ def _cmd_run(book, args) -> int:
     return 0
 
 
+def _select(book, names: list[str]):
+    """Chapters matching numbers or notebook names (all when none are given)."""
+    chosen = [c for c in book.chapters if not names or any(
+        c.notebook.endswith(a) or c.stem.startswith(a) or Path(a).name == Path(c.notebook).name for a in names)]
+    if names and not chosen:
+        raise BookError(f"no chapter matches {names}; chapters: {[c.stem for c in book.chapters]}")
+    return chosen
+
+
+def _cmd_student(book, args) -> int:
+    from .student import build_student
+
+    written = build_student(book, Path(args.out))
+    print(f"minibert student: wrote {len(written) - 1} student notebooks and README.md to {args.out}")
+    return 0
+
+
+def _cmd_slides(book, args) -> int:
+    from .slides import build_slides
+
+    decks = build_slides(book, _select(book, args.chapters), Path(args.out) if args.out else None)
+    for deck in decks:
+        print(f"minibert slides: wrote {deck}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minibert", description="Tools for the minibert course.")
     parser.add_argument("--root", help="the course repository (default: the folder holding book.toml)")
@@ -86,6 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="execute notebooks top to bottom in place, saving outputs, then sync")
     p.add_argument("chapters", nargs="*", help="chapter numbers or notebook names (default: all)")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("student", help="write student notebooks (solutions replaced by NotImplementedError) and a README")
+    p.add_argument("--out", required=True, help="output folder, e.g. _build/student (never notebooks/)")
+    p.set_defaults(func=_cmd_student)
+
+    p = sub.add_parser("slides", help="render chapters as offline reveal.js slide decks in _build/slides/")
+    p.add_argument("chapters", nargs="*", help="chapter numbers or notebook names (default: all)")
+    p.add_argument("--out", help="output folder (default: _build/slides)")
+    p.set_defaults(func=_cmd_slides)
     return parser
 
 

@@ -1,0 +1,296 @@
+"""Student notebooks: the chapters with every exercise's solution taken out.
+
+In the teacher's notebooks (notebooks/) each solution sits between `### BEGIN SOLUTION` and
+`### END SOLUTION` lines (nbgrader's markers) in an exercise cell; the exercise's prompt is the
+nearest markdown cell above that contains `**Exercise N.M.**` (or a heading `### Exercise N.M · title`), and the cell after the exercise is its
+check. The student version replaces each solution region by
+
+    raise NotImplementedError("Exercise N.M: <the prompt's first words>")
+
+at the indentation of the BEGIN line (so a solution inside a function body stays valid Python), clears
+the outputs of exercise and check cells, and keeps every other byte. Everything is built and checked in
+memory first; only then are files written, each atomically.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .mirror import _write_atomic
+from .project import Book, BookError, Chapter
+
+BEGIN = "### BEGIN SOLUTION"
+END = "### END SOLUTION"
+_MARKER = re.compile(r"^(?P<indent>[ \t]*)###\s*(?P<kind>BEGIN|END)\s+SOLUTION\s*$")
+# A prompt: "**Exercise N.M.** text" in a paragraph, or a heading "### Exercise N.M · title" (or ":", "-", ".").
+_PROMPT = re.compile(r"\*\*Exercise\s+(?P<number>\d+\.\d+)\.?\*\*\.?"
+                     r"|^[ \t]{0,3}#{1,6}[ \t]*Exercise[ \t]+(?P<heading>\d+\.\d+)\.?[ \t]*[·:.—–-]?[ \t]*(?P<title>[^\n]*)$",
+                     re.M)
+DESCRIPTION_CHARS = 120  # the NotImplementedError message stays on one screen line
+README = "README.md"
+
+
+class StudentError(BookError):
+    """A notebook's exercises are not in the form the student version needs."""
+
+
+@dataclass
+class Region:
+    """One solution region: lines [begin, end] (0-based, markers included) of a cell's source."""
+
+    begin: int
+    end: int
+    indent: str
+
+
+@dataclass
+class Exercise:
+    number: str  # "0.1"
+    description: str  # one line, plain text
+    prompt_cell: int  # 0-based cell indices
+    solution_cells: list[int] = field(default_factory=list)
+    check_cell: int | None = None
+
+    @property
+    def message(self) -> str:
+        return f"Exercise {self.number}: {self.description}"
+
+
+@dataclass
+class StudentNotebook:
+    chapter: Chapter
+    exercises: list[Exercise]
+    text: str  # the student notebook, as written
+    solution_lines: list[str]  # every line inside a solution region (markers excluded), for leak checks
+
+
+def _source(cell: dict) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def _set_source(cell: dict, text: str) -> None:
+    # nbformat stores multi-line strings as a list of lines; keep that form so unchanged cells stay identical.
+    cell["source"] = text.splitlines(keepends=True) if isinstance(cell.get("source"), list) else text
+
+
+def dumps(nb: dict) -> str:
+    """Serialise exactly as nbformat.writes does (and as `minibert run` stores notebooks), plus a final newline."""
+    return json.dumps(nb, indent=1, sort_keys=True, separators=(",", ": "), ensure_ascii=False) + "\n"
+
+
+def plain_text(markdown: str) -> str:
+    """Markdown to one line of plain text: links, emphasis, code ticks and math dollars removed."""
+    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", markdown)
+    parts = re.split(r"(`+)(.*?)\1", text)  # [prose, ticks, code, prose, ticks, code, ...]
+    out = []
+    for k, part in enumerate(parts):
+        if k % 3 == 0:  # prose: drop emphasis markers and math dollars, keep snake_case names
+            part = re.sub(r"\*{1,3}|\$|(?<!\w)_{1,2}|_{1,2}(?!\w)", "", part)
+        if k % 3 != 1:
+            out.append(part)
+    return " ".join("".join(out).split())
+
+
+def describe(prompt_text: str, limit: int = DESCRIPTION_CHARS) -> str:
+    """A prompt as one line of plain text, cut at a word and ended with an ellipsis when over `limit` characters."""
+    text = plain_text(prompt_text)
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0].rstrip(",;:-–— ") + "…"
+
+
+def regions(source: str, where: str) -> list[Region]:
+    """The solution regions of a cell's source; a BookError for unbalanced or nested markers."""
+    found: list[Region] = []
+    open_at: int | None = None
+    indent = ""
+    for i, line in enumerate(source.split("\n")):
+        m = _MARKER.match(line)
+        if not m:
+            if "BEGIN SOLUTION" in line or "END SOLUTION" in line:
+                raise StudentError(f"{where}, line {i + 1}: {line.strip()!r} looks like a solution marker but is not "
+                                   f"exactly '{BEGIN}' or '{END}' on a line of its own")
+            continue
+        if m["kind"] == "BEGIN":
+            if open_at is not None:
+                raise StudentError(f"{where}, line {i + 1}: '{BEGIN}' inside another solution region "
+                                   f"(opened on line {open_at + 1}); close it with '{END}' first")
+            open_at, indent = i, m["indent"]
+        else:
+            if open_at is None:
+                raise StudentError(f"{where}, line {i + 1}: '{END}' without a '{BEGIN}' above it")
+            found.append(Region(open_at, i, indent))
+            open_at = None
+    if open_at is not None:
+        raise StudentError(f"{where}, line {open_at + 1}: '{BEGIN}' is never closed by '{END}'")
+    return found
+
+
+def _literal(text: str) -> str:
+    """A double-quoted Python string literal for one line of text."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def strip_solutions(source: str, message: str, where: str) -> tuple[str, list[str]]:
+    """(student source, the solution lines removed). Each region becomes one `raise` line at its indentation."""
+    lines = source.split("\n")
+    removed: list[str] = []
+    for r in reversed(regions(source, where)):
+        removed[:0] = lines[r.begin + 1:r.end]
+        lines[r.begin:r.end + 1] = [f"{r.indent}raise NotImplementedError({_literal(message)})"]
+    student = "\n".join(lines)
+    try:
+        ast.parse(student)
+    except SyntaxError as exc:
+        # IPython magics (%time, !cmd) are not Python: only complain when the teacher's cell does parse.
+        try:
+            ast.parse(source)
+        except SyntaxError:
+            pass
+        else:
+            raise StudentError(f"{where}: without its solution the cell is not valid Python ({exc.msg}, line "
+                               f"{exc.lineno}); put the markers around whole statements") from None
+    return student, removed
+
+
+def find_exercises(nb: dict, where: str) -> list[Exercise]:
+    """The exercises of a notebook, in order: prompt cell, solution cell(s), check cell."""
+    cells = nb.get("cells", [])
+    exercises: list[Exercise] = []
+    current: Exercise | None = None
+    for i, cell in enumerate(cells):
+        source = _source(cell)
+        here = f"{where}, cell {i + 1}"
+        if cell.get("cell_type") == "markdown":
+            if "BEGIN SOLUTION" in source or "END SOLUTION" in source:
+                raise StudentError(f"{here}: solution markers in a markdown cell; only code cells can hold solutions")
+            for m in _PROMPT.finditer(source):
+                number = m["number"] or m["heading"]
+                if any(e.number == number for e in exercises):
+                    raise StudentError(f"{here}: a second prompt for Exercise {number}")
+                text = m["title"] if m["heading"] and m["title"].strip() else source[m.end():].lstrip("\n").split("\n\n", 1)[0]
+                current = Exercise(number, describe(text) or "see the prompt above", i)
+                exercises.append(current)
+            continue
+        if cell.get("cell_type") != "code" or not regions(source, here):
+            continue
+        if current is None:
+            raise StudentError(f"{here}: a solution region with no '**Exercise N.M.**' prompt in a markdown cell "
+                               f"above it")
+        if source.lstrip().startswith("#| export"):
+            raise StudentError(f"{here}: a solution region inside a '#| export' cell would put the solution into "
+                               f"the package; export the finished code elsewhere")
+        current.solution_cells.append(i)
+    for e in exercises:
+        if not e.solution_cells:
+            continue
+        # The check is the first code cell after the last solution cell.
+        j = e.solution_cells[-1] + 1
+        while j < len(cells) and cells[j].get("cell_type") != "code":
+            j += 1
+        e.check_cell = j if j < len(cells) else None
+    return exercises
+
+
+def student_notebook(book: Book, chapter: Chapter) -> StudentNotebook:
+    """Build the student version of one chapter in memory."""
+    path = book.path(chapter.notebook)
+    try:
+        nb = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StudentError(f"{chapter.notebook}: cannot read the notebook ({exc})") from None
+    exercises = find_exercises(nb, chapter.notebook)
+    removed: list[str] = []
+    for e in exercises:
+        for i in e.solution_cells:
+            cell = nb["cells"][i]
+            student, lines = strip_solutions(_source(cell), e.message, f"{chapter.notebook}, cell {i + 1}")
+            _set_source(cell, student)
+            removed += lines
+        for i in [*e.solution_cells, *([e.check_cell] if e.check_cell is not None else [])]:
+            nb["cells"][i]["outputs"] = []
+            nb["cells"][i]["execution_count"] = None
+    return StudentNotebook(chapter, exercises, dumps(nb), removed)
+
+
+def readme(book: Book, notebooks: list[StudentNotebook]) -> str:
+    rows = "\n".join(
+        f"| {Path(s.chapter.notebook).name} | {s.chapter.title} | "
+        f"{', '.join(e.number for e in s.exercises) or '—'} |" for s in notebooks)
+    return f"""# {book.title}: student notebooks
+
+These are the course's chapters with the exercises' solutions taken out. Work through each notebook from
+the top: everything runs until the first exercise, which stops with
+
+    NotImplementedError: Exercise N.M: ...
+
+That is where your work starts.
+
+## Doing an exercise
+
+1. Read the exercise's prompt (the bold **Exercise N.M.** paragraph).
+2. In the cell below it, replace the line `raise NotImplementedError("Exercise N.M: ...")` with your code.
+   Keep the rest of the cell as it is: it sets up names the check needs.
+3. Run that cell, then the check cell right after it. The check compares your answer with an independent
+   computation and prints `Exercise N.M: correct.`, or raises `ExerciseError` saying what is wrong and
+   giving a hint. Fix and run both cells again.
+4. Carry on down the notebook: the cells after an exercise do not depend on your answer.
+
+## Running the notebooks and the checks
+
+The checks live in the `minibert` package (`minibert.exercises`), so open the notebooks with the Python
+environment the course sets up. From the course repository:
+
+    make setup                      # once: creates .venv with everything the course needs
+    .venv/bin/jupyter lab path/to/this/folder
+
+Run a whole notebook from the command line (it stops at the first exercise you have not done yet):
+
+    .venv/bin/jupyter nbconvert --to notebook --execute --stdout 00_bert_blueprint.ipynb > /dev/null
+
+## Chapters and exercises
+
+| notebook | chapter | exercises |
+|---|---|---|
+{rows}
+"""
+
+
+def _refuse(book: Book, out: Path) -> None:
+    out = out.resolve()
+    root = book.root.resolve()
+    teacher = {book.path(c.notebook).resolve() for c in book.chapters}
+    protected = {book.path(c.notebook).resolve().parent for c in book.chapters} | {root / "notebooks", root / "minibert"}
+    for folder in protected:
+        if out == folder or folder in out.parents:
+            raise StudentError(f"refusing to write student notebooks into {out}: it holds the teacher's files "
+                               f"({folder.relative_to(root) if root in folder.parents else folder}); "
+                               f"pick another folder, e.g. _build/student")
+    if out == root:
+        raise StudentError(f"refusing to write student notebooks into the repository root {out}; "
+                           f"pick another folder, e.g. _build/student")
+    for c in book.chapters:
+        target = out / Path(c.notebook).name
+        if target.resolve() in teacher:
+            raise StudentError(f"refusing to overwrite the teacher's notebook {c.notebook}")
+
+
+def build_student(book: Book, out: Path) -> list[Path]:
+    """Write every chapter's student notebook and a README into `out`; return the paths written.
+
+    Everything is built (and every chapter checked) before anything is written.
+    """
+    out = Path(out)
+    _refuse(book, out)
+    notebooks = [student_notebook(book, c) for c in book.chapters]
+    files = {out / Path(s.chapter.notebook).name: s.text for s in notebooks}
+    files[out / README] = readme(book, notebooks)
+    out.mkdir(parents=True, exist_ok=True)
+    for path, text in files.items():
+        _write_atomic(path, text)
+    return list(files)

@@ -1,0 +1,199 @@
+"""Slide decks (`minibert slides`): one offline reveal.js deck per chapter, with a title slide, the pictures, and
+the exercise prompts but not their solutions; a default deck when a chapter has no slide metadata; and a message
+saying what to install when reveal.js or MathJax is missing. All decks are rendered once per test session."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from minibert.book.project import load_book
+from minibert.book.slides import (ASSETS, SlidesError, build_slides, deck_name, default_slide_types, find_assets,
+                                  slide_notebook)
+from minibert.book.student import find_exercises, student_notebook
+
+BOOK = load_book(Path(__file__).resolve().parent.parent)
+CHAPTERS = list(BOOK.chapters)
+IDS = [c.stem for c in CHAPTERS]
+NODE_MODULES = BOOK.path("node_modules")  # installed by the set-up from package.json
+md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+
+
+@pytest.fixture(scope="module")
+def decks(tmp_path_factory):
+    """Every chapter's deck, rendered once: {stem: html}, plus the folder and the time it took."""
+    out = tmp_path_factory.mktemp("slides")
+    start = time.perf_counter()
+    paths = build_slides(BOOK, BOOK.chapters, out)
+    seconds = time.perf_counter() - start
+    print(f"\nminibert slides: {len(paths)} decks in {seconds:.1f}s")
+    return {p.name.removesuffix(".slides.html"): p.read_text(encoding="utf-8") for p in paths}, out
+
+
+def _sections(deck: str) -> list[str]:
+    """The top-level slides' HTML (nbconvert nests subslides in a top-level <section>)."""
+    body = deck[deck.index('<div class="slides">'):]
+    slides, depth, start = [], 0, 0
+    for m in re.finditer(r"<section\b[^>]*>|</section>", body):
+        if m.group().startswith("<section"):
+            if depth == 0:
+                start = m.start()
+            depth += 1
+        else:
+            depth -= 1
+            if depth == 0:
+                slides.append(body[start:m.end()])
+    return slides
+
+
+def _text(fragment: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", "", fragment))
+
+
+def _book(tmp_path: Path, cells: list):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "minibert").mkdir()
+    nb = nbformat.v4.new_notebook()
+    for i, c in enumerate(cells):
+        c.id = f"cell-{i}"
+    nb.cells = cells
+    (tmp_path / "notebooks" / "00_demo.ipynb").write_text(nbformat.writes(nb) + "\n", encoding="utf-8")
+    (tmp_path / "book.toml").write_text(
+        '[book]\ntitle = "Demo"\nauthors = ["A"]\nlanguage = "en"\ndescription = "d"\n\n'
+        '[[chapters]]\nnotebook = "notebooks/00_demo.ipynb"\ntitle = "Demo chapter"\nmodule = "minibert/demo.py"\n',
+        encoding="utf-8")
+    return load_book(tmp_path)
+
+
+def _figure_cell(src="plt.plot([1, 2]); plt.show()"):
+    cell = code(src)
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"image/png": PNG, "text/plain": "<Figure>"})]
+    return cell
+
+
+DEMO = [md("# 00 · Demo\n\nIntro."), code("x = 1"), md("## First idea\n\nText."), code("print(x)"),
+        _figure_cell(), md("Some words."), md("## Exercises\n\n**Exercise 0.1.** Double `x`."),
+        code("### BEGIN SOLUTION\ny = 2 * x  # the secret answer\n### END SOLUTION"), code("assert y == 2"),
+        md("## Summary\n\n$e^{i\\pi} + 1 = 0$")]
+
+
+# ----------------------------------------------------------------------------------------------- unit tests
+
+
+def test_default_deck_is_title_sections_figures_and_prompts():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.from_dict(c) for c in DEMO]
+    prompts = {e.prompt_cell for e in find_exercises(json.loads(nbformat.writes(nb)), "demo")}
+    assert default_slide_types(nb, prompts) == [
+        "slide", "skip", "slide", "skip", "slide", "skip", "slide", "skip", "skip", "slide"]
+
+
+def test_demo_deck_offline_with_title_figure_prompt_and_no_solution(tmp_path):
+    book = _book(tmp_path, [nbformat.from_dict(c) for c in DEMO])
+    [path] = build_slides(book, book.chapters, tmp_path / "out", node_modules=NODE_MODULES)
+    deck = path.read_text(encoding="utf-8")
+    slides = _sections(deck)
+    assert len(slides) == 5
+    assert "00 · Demo" in _text(slides[0])
+    assert "First idea" in _text(slides[1]) and "print(x)" not in deck
+    assert f"data:image/png;base64,{PNG}" in slides[2] and "plt.plot" not in deck  # the picture, not its code
+    assert "Exercise 0.1." in _text(slides[3]) and "the secret answer" not in deck and "2 * x" not in deck
+    assert "e^{i\\pi}" in deck and "MathJax.js?config=TeX-AMS_CHTML-full" in deck
+    _assert_offline(deck, path.parent)
+
+
+def test_authored_slide_metadata_is_kept(tmp_path):
+    cells = [nbformat.from_dict(c) for c in DEMO]
+    for c in cells:
+        c.metadata["slideshow"] = {"slide_type": "skip"}
+    cells[0].metadata["slideshow"] = {"slide_type": "slide"}
+    cells[3].metadata["slideshow"] = {"slide_type": "subslide"}
+    cells[5].metadata["slideshow"] = {"slide_type": "fragment"}
+    book = _book(tmp_path, cells)
+    nb = slide_notebook(book, book.chapters[0])
+    assert [c.metadata["slideshow"]["slide_type"] for c in nb.cells] == [c.metadata["slideshow"]["slide_type"]
+                                                                         for c in cells]
+    [path] = build_slides(book, book.chapters, tmp_path / "out", node_modules=NODE_MODULES)
+    deck = path.read_text(encoding="utf-8")
+    assert "print(x)" in _text(deck) and "Some words." in deck and "First idea" not in deck
+    assert deck.count('class="fragment"') >= 1
+
+
+def test_unknown_slide_type_is_refused(tmp_path):
+    cells = [nbformat.from_dict(c) for c in DEMO]
+    cells[2].metadata["slideshow"] = {"slide_type": "Slide!"}
+    book = _book(tmp_path, cells)
+    with pytest.raises(SlidesError, match=r"cell 3: slideshow.slide_type is 'Slide!'"):
+        slide_notebook(book, book.chapters[0])
+
+
+def test_missing_reveal_or_mathjax_says_what_to_install_and_writes_nothing(tmp_path):
+    book = _book(tmp_path, [nbformat.from_dict(c) for c in DEMO])
+    empty = tmp_path / "node_modules"
+    empty.mkdir()
+    out = tmp_path / "out"
+    with pytest.raises(SlidesError) as info:
+        build_slides(book, book.chapters, out, node_modules=empty)
+    message = str(info.value)
+    assert "reveal.js" in message and "MathJax" in message and "npm" in message and "No deck was written" in message
+    assert not out.exists()
+    # with reveal.js but no MathJax, only MathJax is named
+    (empty / "reveal.js" / "dist").mkdir(parents=True)
+    (empty / "reveal.js" / "dist" / "reveal.js").write_text("")
+    (empty / "reveal.js" / "plugin" / "notes").mkdir(parents=True)
+    (empty / "reveal.js" / "plugin" / "notes" / "notes.js").write_text("")
+    with pytest.raises(SlidesError, match="missing: MathJax 2"):
+        find_assets(empty)
+
+
+# ------------------------------------------------------------------------------------------ every chapter
+
+
+def _assert_offline(deck: str, folder: Path) -> None:
+    """Every script, stylesheet and image is embedded or a file next to the deck; nothing names a server."""
+    refs = re.findall(r"""<(?:script|link|img|iframe|source)\b[^>]*?\b(?:src|href)=["']([^"']+)["']""", deck)
+    refs += re.findall(r"""@import\s+url\(["']?([^"')]+)""", deck)
+    assert refs, "no scripts or stylesheets at all"
+    for ref in refs:
+        assert not re.match(r"(https?:)?//", ref), f"the deck loads {ref} from the network"
+        if ref.startswith("data:"):
+            continue
+        assert (folder / ref.split("?")[0]).is_file(), f"the deck needs {ref}, which is not in {folder}"
+    assert not re.search(r"import\s+\w+\s+from\s+['\"]https?:", deck)
+    for script in ("reveal.js/dist/reveal.js", "mathjax/MathJax.js"):
+        assert f'src="{ASSETS}/{script}' in deck
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+def test_each_chapter_has_a_sensible_offline_deck(chapter, decks):
+    rendered, folder = decks
+    deck = rendered[chapter.stem]
+    assert (folder / deck_name(chapter)).is_file()
+    _assert_offline(deck, folder)
+    slides = _sections(deck)
+    teacher = json.loads(BOOK.path(chapter.notebook).read_text(encoding="utf-8"))
+    title = next(line for line in "".join(teacher["cells"][0]["source"]).split("\n") if line.startswith("# "))[2:]
+    assert title.strip() in _text(slides[0]), f"{chapter.notebook}: the first slide should show the title {title!r}"
+    assert len(slides) >= 3, f"{chapter.notebook}: a deck of {len(slides)} slide(s)"
+    # the exercise prompts are in the deck, their solutions are not
+    student = student_notebook(BOOK, chapter)
+    text = _text(deck)
+    for e in student.exercises:
+        assert re.search(rf"Exercise\s+{re.escape(e.number)}\b", text), \
+            f"{chapter.notebook}: Exercise {e.number}'s prompt is not on any slide"
+    shown = "\n".join("".join(c["source"]) for i, c in enumerate(teacher["cells"])
+                      if i not in {j for e in student.exercises for j in e.solution_cells})
+    secret = [ln.strip() for ln in student.solution_lines if len(ln.strip()) > 12 and ln.strip() not in shown]
+    assert [ln for ln in secret if ln in text] == [], f"{chapter.notebook}: solution lines on the slides"
+    # the key pictures: a chapter with figures shows at least one
+    figures = sum(any(k in o.get("data", {}) for o in c.get("outputs", []) for k in ("image/png", "image/svg+xml"))
+                  for c in teacher["cells"] if c["cell_type"] == "code")
+    if figures:
+        assert "data:image/png;base64," in deck or "<svg" in deck, f"{chapter.notebook}: no picture in the deck"

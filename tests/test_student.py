@@ -1,0 +1,520 @@
+"""Student notebooks (`minibert student`): for every chapter in book.toml
+
+- no line of a solution region (and no output of an exercise or check cell) reaches the student version, and
+  everything else is kept byte for byte;
+- executed top to bottom, the student version runs without error up to its first exercise and stops there with
+  NotImplementedError("Exercise N.M: ..."); every later exercise stops the same way;
+- with the teacher's solution pasted back, each check passes;
+- with a deliberately wrong answer, a check raises its helpful ExerciseError ("Exercise N.M: ...", "Hint: ...").
+
+Each chapter is executed once, cell by cell, in one kernel of the current environment: per exercise the student
+cells run first, then the teacher's solution, the check, the wrong answers (each followed by the check), and the
+teacher's solution again so that the following cells see what they expect.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from minibert.book.cli import main
+from minibert.book.project import load_book
+from minibert.book.student import (BEGIN, END, README, StudentError, build_student, describe, dumps, find_exercises,
+                                   regions, strip_solutions, student_notebook)
+
+BOOK = load_book(Path(__file__).resolve().parent.parent)
+CHAPTERS = list(BOOK.chapters)
+IDS = [c.stem for c in CHAPTERS]
+MIN_EXERCISES = 3
+
+# Hand-written wrong answers, per exercise: code that replaces the solution region (indented like it). Exercises
+# not listed get generic wrong answers (the solution's result perturbed, see _perturb_source below).
+WRONG_ANSWERS = {
+    "0.1": ["large = BertConfig(hidden_size=1024, num_hidden_layers=12, num_attention_heads=16, intermediate_size=4096)",
+            "large = BertConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16)"],
+    "0.2": ["return [h for h in range(1, hidden_size) if hidden_size % h == 0]",  # forgets hidden_size itself
+            "return [h for h in range(1, 65) if hidden_size % h == 0]"],
+    "0.3": ["message = 'hidden_size is wrong'"],
+}
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def _source(cell) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def _teacher(chapter) -> dict:
+    return json.loads(BOOK.path(chapter.notebook).read_text(encoding="utf-8"))
+
+
+def _strings(node) -> list[str]:
+    """Every string anywhere in a notebook's JSON (sources, outputs, metadata, attachments)."""
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for v in node.values() for s in _strings(v)]
+    if isinstance(node, list):
+        return ["".join(node)] if node and all(isinstance(v, str) for v in node) else [s for v in node for s in _strings(v)]
+    return []
+
+
+def _without_solutions(nb: dict) -> str:
+    """The teacher's notebook as text with the solution regions and the exercise/check outputs left out."""
+    exercises = find_exercises(nb, "teacher")
+    hidden = {i for e in exercises for i in e.solution_cells}
+    cleared = hidden | {e.check_cell for e in exercises if e.check_cell is not None}
+    parts = []
+    for i, cell in enumerate(nb["cells"]):
+        src = _source(cell)
+        if i in hidden:
+            lines = src.split("\n")
+            for r in regions(src, "teacher"):
+                lines[r.begin:r.end + 1] = [""] * (r.end - r.begin + 1)
+            src = "\n".join(lines)
+        parts.append(src)
+        if i not in cleared:
+            parts += _strings(cell.get("outputs", []))
+    parts += _strings(nb.get("metadata", {}))
+    return "\n".join(parts)
+
+
+def _leaks(chapter) -> list[str]:
+    """Solution lines found in the student notebook that the teacher's notebook shows nowhere outside solutions."""
+    teacher = _teacher(chapter)
+    student = student_notebook(BOOK, chapter)
+    shown = _without_solutions(teacher)
+    text = "\n".join(_strings(json.loads(student.text)))
+    distinctive = {line.strip() for line in student.solution_lines if line.strip() and line.strip() not in shown}
+    return sorted(line for line in distinctive if line in text)
+
+
+def _book(tmp_path: Path, cells: list, name: str = "00_demo") -> object:
+    """A one-chapter course in tmp_path with the given cells."""
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "minibert").mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}}
+    for i, c in enumerate(cells):
+        c.id = f"cell-{i}"
+    nb.cells = cells
+    (tmp_path / "notebooks" / f"{name}.ipynb").write_text(nbformat.writes(nb) + "\n", encoding="utf-8")
+    (tmp_path / "book.toml").write_text(
+        '[book]\ntitle = "Demo"\nauthors = ["A"]\nlanguage = "en"\ndescription = "d"\n\n'
+        f'[[chapters]]\nnotebook = "notebooks/{name}.ipynb"\ntitle = "Demo chapter"\nmodule = "minibert/demo.py"\n',
+        encoding="utf-8")
+    return load_book(tmp_path)
+
+
+md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
+
+
+# -------------------------------------------------------------------------------------- the transformation
+
+
+def test_solution_inside_a_function_keeps_indentation_and_stays_python():
+    src = "def f(x):\n    y = x + 1\n    ### BEGIN SOLUTION\n    return y * 2\n    ### END SOLUTION\n"
+    student, removed = strip_solutions(src, 'Exercise 1.2: say "hi"', "demo")
+    assert student == 'def f(x):\n    y = x + 1\n    raise NotImplementedError("Exercise 1.2: say \\"hi\\"")\n'
+    assert removed == ["    return y * 2"]
+    namespace = {}
+    exec(compile(student, "student", "exec"), namespace)
+    with pytest.raises(NotImplementedError, match=r'^Exercise 1\.2: say "hi"$'):
+        namespace["f"](1)
+
+
+def test_two_regions_in_one_cell_each_become_a_raise():
+    src = f"a = 1\n{BEGIN}\nb = 2\n{END}\nif a:\n    {BEGIN}\n    c = 3\n    d = 4\n    {END}\n"
+    student, removed = strip_solutions(src, "Exercise 0.9: x", "demo")
+    assert student.split("\n") == ["a = 1", 'raise NotImplementedError("Exercise 0.9: x")', "if a:",
+                                   '    raise NotImplementedError("Exercise 0.9: x")', ""]
+    assert removed == ["b = 2", "    c = 3", "    d = 4"]
+
+
+@pytest.mark.parametrize("src, problem", [
+    (f"{BEGIN}\nx = 1\n", "never closed"),
+    (f"x = 1\n{END}\n", "without a"),
+    (f"{BEGIN}\n{BEGIN}\nx = 1\n{END}\n{END}\n", "inside another"),
+    ("x = 1  ### BEGIN SOLUTION\n", "looks like a solution marker"),
+])
+def test_malformed_markers_are_refused_with_the_line(src, problem):
+    with pytest.raises(StudentError, match=problem) as info:
+        regions(src, "notebooks/07_x.ipynb, cell 4")
+    assert "notebooks/07_x.ipynb, cell 4, line" in str(info.value)
+
+
+def test_description_is_one_plain_line_cut_at_a_word():
+    assert describe("Write `valid_head_counts(hidden_size)`: *every* number of **heads**.") == \
+        "Write valid_head_counts(hidden_size): every number of heads."
+    long = describe("Compute " + "the sum of many numbers " * 20, limit=60)
+    assert long.endswith("…") and len(long) <= 61 and "\n" not in long and not long[:-1].endswith(" ")
+
+
+def test_exercises_are_found_with_prompt_solution_and_check(tmp_path):
+    book = _book(tmp_path, [
+        md("# 00 Demo"), code("x = 1"),
+        md("## Exercises\n\n**Exercise 0.1.** Double `x`.\n\nMore words."),
+        code(f"{BEGIN}\ny = 2 * x\n{END}"), code("assert y == 2"),
+        md("**Exercise 0.2.** Square it."),
+        code(f"def sq(v):\n    {BEGIN}\n    return v * v\n    {END}"), md("Now check:"), code("assert sq(3) == 9"),
+    ])
+    s = student_notebook(book, book.chapters[0])
+    assert [(e.number, e.description, e.prompt_cell, e.solution_cells, e.check_cell) for e in s.exercises] == [
+        ("0.1", "Double x.", 2, [3], 4), ("0.2", "Square it.", 5, [6], 8)]
+
+
+@pytest.mark.parametrize("cells, problem", [
+    ([md("# T"), code(f"{BEGIN}\ny = 1\n{END}"), code("y")], "no '\\*\\*Exercise N.M.\\*\\*' prompt"),
+    ([md("**Exercise 0.1.** a"), code(f"#| export\n{BEGIN}\ny = 1\n{END}"), code("y")], "export"),
+    ([md(f"**Exercise 0.1.** a\n{BEGIN}\nsecret\n{END}"), code("y")], "markdown cell"),
+    ([md("**Exercise 0.1.** a"), code(f"for i in range(3):\n{BEGIN}\n    y = i\n{END}"), code("y")], "not valid Python"),
+])
+def test_bad_exercise_layouts_are_refused_and_nothing_is_written(tmp_path, cells, problem):
+    book = _book(tmp_path, cells)
+    out = tmp_path / "out"
+    with pytest.raises(StudentError, match=problem):
+        build_student(book, out)
+    assert not out.exists()
+
+
+def test_student_folder_has_notebooks_and_readme_and_keeps_other_cells_byte_for_byte(tmp_path):
+    cells = [md("# 00 Demo"), code("x = 1"), md("**Exercise 0.1.** Double `x`."),
+             code(f"{BEGIN}\ny = 2 * x\n{END}"), code("print(y == 2)"), md("## Summary")]
+    cells[1].outputs = [nbformat.v4.new_output("stream", text="kept\n")]
+    cells[1].execution_count = 1
+    cells[3].outputs = [nbformat.v4.new_output("stream", text="2 from the solution\n")]
+    cells[4].outputs = [nbformat.v4.new_output("stream", text="True\n")]
+    book = _book(tmp_path, cells)
+    out = tmp_path / "class"
+    written = build_student(book, out)
+    assert sorted(p.name for p in written) == ["00_demo.ipynb", README]
+    teacher = json.loads((tmp_path / "notebooks" / "00_demo.ipynb").read_text(encoding="utf-8"))
+    student = json.loads((out / "00_demo.ipynb").read_text(encoding="utf-8"))
+    for i in (0, 1, 2, 5):
+        assert student["cells"][i] == teacher["cells"][i]
+    assert student["metadata"] == teacher["metadata"]
+    assert _source(student["cells"][3]) == 'raise NotImplementedError("Exercise 0.1: Double x.")'
+    assert student["cells"][3]["outputs"] == student["cells"][4]["outputs"] == []
+    assert "2 from the solution" not in (out / "00_demo.ipynb").read_text(encoding="utf-8")
+    readme = (out / README).read_text(encoding="utf-8")
+    assert "NotImplementedError" in readme and "check cell" in readme and "| 00_demo.ipynb | Demo chapter | 0.1 |" in readme
+
+
+def test_refuses_to_write_over_the_teachers_files(tmp_path):
+    book = _book(tmp_path, [md("# 00 Demo"), code("x = 1")])
+    before = (tmp_path / "notebooks" / "00_demo.ipynb").read_bytes()
+    for out in (tmp_path / "notebooks", tmp_path / "notebooks" / "student", tmp_path, tmp_path / "minibert"):
+        with pytest.raises(StudentError, match="refusing"):
+            build_student(book, out)
+    assert (tmp_path / "notebooks" / "00_demo.ipynb").read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "notebooks").iterdir()) == ["00_demo.ipynb"]
+
+
+def test_command_writes_the_course_and_refuses_notebooks(tmp_path, capsys):
+    assert main(["--root", str(BOOK.root), "student", "--out", str(tmp_path / "student")]) == 0
+    assert sorted(p.name for p in (tmp_path / "student").iterdir()) == sorted(
+        [Path(c.notebook).name for c in CHAPTERS] + [README])
+    assert main(["--root", str(BOOK.root), "student", "--out", str(BOOK.path("notebooks"))]) == 2
+    assert "refusing" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------- every chapter, static
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+def test_chapter_has_numbered_exercises_with_checks(chapter):
+    exercises = find_exercises(_teacher(chapter), chapter.notebook)
+    numbers = [e.number for e in exercises]
+    assert len(exercises) >= MIN_EXERCISES, (
+        f"{chapter.notebook} has {len(exercises)} exercise(s) {numbers}; every chapter needs at least {MIN_EXERCISES}, "
+        f"each a '**Exercise N.M.**' prompt, a cell with {BEGIN} ... {END} and a check cell after it")
+    assert numbers == [f"{chapter.number}.{m}" for m in range(1, len(numbers) + 1)], \
+        f"{chapter.notebook}: exercises should be numbered {chapter.number}.1, {chapter.number}.2, ...; got {numbers}"
+    nb = _teacher(chapter)
+    for e in exercises:
+        assert e.solution_cells, f"{chapter.notebook}: Exercise {e.number} has a prompt but no solution region"
+        assert e.check_cell is not None, f"{chapter.notebook}: Exercise {e.number} has no check cell after it"
+        check = _source(nb["cells"][e.check_cell])
+        assert f"ch{chapter.number:02d}" in check or "minibert.exercises" in check, (
+            f"{chapter.notebook}, cell {e.check_cell + 1}: the cell after Exercise {e.number}'s solution should call "
+            f"minibert.exercises.ch{chapter.number:02d}, got {check[:80]!r}")
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+def test_no_solution_line_or_output_leaks_and_the_rest_is_byte_for_byte(chapter):
+    text = BOOK.path(chapter.notebook).read_text(encoding="utf-8")
+    assert dumps(json.loads(text)) == text, f"{chapter.notebook} is not stored as nbformat writes it; run `minibert run`"
+    teacher = json.loads(text)
+    student = student_notebook(BOOK, chapter)
+    assert _leaks(chapter) == []
+    nb = json.loads(student.text)
+    touched = {i for e in student.exercises for i in e.solution_cells}
+    cleared = touched | {e.check_cell for e in student.exercises}
+    assert len(nb["cells"]) == len(teacher["cells"]) and nb["metadata"] == teacher["metadata"]
+    for i, (s, t) in enumerate(zip(nb["cells"], teacher["cells"])):
+        if i in cleared:
+            assert s["outputs"] == [] and s["execution_count"] is None
+            assert {k: v for k, v in s.items() if k not in ("source", "outputs", "execution_count")} == \
+                {k: v for k, v in t.items() if k not in ("source", "outputs", "execution_count")}
+        else:
+            assert s == t, f"{chapter.notebook}, cell {i + 1} changed in the student version"
+        if i in touched:
+            assert BEGIN not in _source(s) and END not in _source(s)
+            assert "raise NotImplementedError(\"Exercise " in _source(s)
+    if not student.exercises:
+        assert student.text == text
+
+
+# ------------------------------------------------------------------------------------ every chapter, executed
+
+
+def _perturb(x):
+    """A wrong answer of the same kind as x (runs in the kernel). Raises TypeError when it knows no such answer."""
+    import copy as _copy
+    import dataclasses as _dc
+    import functools as _ft
+
+    try:
+        import torch as _torch
+    except ImportError:  # pragma: no cover - the course always has torch
+        _torch = None
+    if isinstance(x, bool):
+        return not x
+    if isinstance(x, int):
+        return x + 1
+    if isinstance(x, float):
+        return x * 1.5 + 0.5
+    if isinstance(x, complex):
+        return x + 1
+    if isinstance(x, str):
+        if any(ch.isdigit() for ch in x):
+            return "".join(str((int(ch) + 1) % 10) if ch.isdigit() else ch for ch in x)
+        return x[::-1] + "?"
+    if _torch is not None and isinstance(x, _torch.Tensor):
+        with _torch.no_grad():
+            if x.dtype == _torch.bool:
+                return ~x
+            return x * 1.5 + 0.5 if (x.is_floating_point() or x.is_complex()) else x + 1
+    if type(x).__module__ == "numpy" and hasattr(x, "dtype"):
+        return ~x if x.dtype == bool else x * 1.5 + 0.5 if x.dtype.kind in "fc" else x + 1
+    if isinstance(x, tuple):
+        return type(x)(*[_perturb(v) for v in x]) if hasattr(x, "_fields") else tuple(_perturb(v) for v in x)
+    if isinstance(x, list):
+        if not x:
+            raise TypeError("empty list")
+        return x[:-1] if len(x) > 1 else [_perturb(x[0])]
+    if isinstance(x, dict):
+        if not x:
+            raise TypeError("empty dict")
+        return {k: _perturb(v) for k, v in x.items()}
+    if _dc.is_dataclass(x) and not isinstance(x, type):
+        for f in _dc.fields(x):
+            value = getattr(x, f.name)
+            if f.init and isinstance(value, (int, float)) and not isinstance(value, bool):
+                try:
+                    return _dc.replace(x, **{f.name: _perturb(value)})
+                except (ValueError, TypeError):  # the class refuses that value: try the next field
+                    continue
+        raise TypeError(f"no field of {type(x).__name__} could be changed")
+    if _torch is not None and isinstance(x, _torch.nn.Module):
+        m = _copy.deepcopy(x)
+        forward = m.forward
+        m.forward = lambda *a, **k: _perturb(forward(*a, **k))
+        return m
+    if inspect_isfunction(x):
+        @_ft.wraps(x)
+        def wrong(*a, **k):
+            return _perturb(x(*a, **k))
+        return wrong
+    raise TypeError(f"no generic wrong answer for a {type(x).__name__}")
+
+
+def inspect_isfunction(x):
+    import types
+    return isinstance(x, (types.FunctionType, types.BuiltinFunctionType, types.MethodType))
+
+
+KERNEL_HELPERS = inspect.getsource(_perturb) + "\n\n" + inspect.getsource(inspect_isfunction)
+
+
+def _bound_names(stmts: list[ast.stmt]) -> list[str]:
+    """Names a block of top-level statements binds (not inside nested functions or classes), in order."""
+    names: list[str] = []
+
+    def visit(node):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.append(node.name)
+            return
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.append(node.id)
+        if isinstance(node, ast.ExceptHandler) and node.name:  # the handler's own name is unbound afterwards
+            for child in node.body:
+                visit(child)
+            return
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    for s in stmts:
+        visit(s)
+    return list(dict.fromkeys(n for n in names if not n.startswith("_")))
+
+
+def _generic_wrong_answers(teacher_source: str) -> list[tuple[str, str]]:
+    """(what, code) pairs that turn the names a solution defines into wrong answers of the same kind."""
+    tree = ast.parse(teacher_source)
+    out = []
+    for r in regions(teacher_source, "teacher"):
+        first, last = r.begin + 2, r.end  # 1-based line numbers of the region's body
+        inside = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+                  and n.lineno < first and n.end_lineno >= last]
+        if inside:  # the solution is (part of) a function body: make the function return a wrong result
+            fn = max(inside, key=lambda n: n.lineno)
+            owner = next((c for c in tree.body if isinstance(c, ast.ClassDef) and fn in c.body), None)
+            if owner is not None:
+                target = f"{owner.name}.{fn.name}"
+            elif fn in tree.body:
+                target = fn.name
+            else:
+                continue
+            out.append((f"{target} returns a perturbed result", f"{target} = _perturb({target})"))
+            continue
+        stmts = [s for s in tree.body if s.lineno >= first and s.end_lineno <= last] or \
+            [s for s in ast.walk(tree) if isinstance(s, ast.stmt) and s.lineno >= first and s.end_lineno <= last]
+        for name in _bound_names(stmts):
+            out.append((f"{name} perturbed", f"{name} = _perturb({name})"))
+    return out
+
+
+def _with_region(teacher_source: str, body: str) -> str:
+    """The teacher's cell with its (first) solution region replaced by `body`, indented like the region."""
+    r = regions(teacher_source, "teacher")[0]
+    lines = teacher_source.split("\n")
+    lines[r.begin:r.end + 1] = [r.indent + line if line else line for line in body.split("\n")]
+    return "\n".join(lines)
+
+
+class Kernel:
+    """One kernel of the current environment, running cells one at a time and returning their error, if any."""
+
+    def __init__(self, cwd: Path):
+        from nbclient import NotebookClient
+
+        self.scratch = nbformat.v4.new_notebook()
+        self.client = NotebookClient(self.scratch, kernel_name="python3", timeout=300, allow_errors=True,
+                                     record_timing=False, resources={"metadata": {"path": str(cwd)}})
+        self.ran = 0
+
+    def __enter__(self):
+        self._context = self.client.setup_kernel()
+        self._context.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._context.__exit__(*exc)
+
+    def run(self, source: str):
+        """(error name, error value) of running `source`, or None; plus the cell's text output."""
+        cell = nbformat.v4.new_code_cell(source)
+        self.scratch.cells.append(cell)
+        self.client.execute_cell(cell, len(self.scratch.cells) - 1)
+        self.ran += 1
+        error = next(((o.ename, o.evalue) for o in cell.outputs if o.output_type == "error"), None)
+        text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+        return error, text
+
+
+def _is_not_done(error, number: str) -> bool:
+    return error is not None and error[0] == "NotImplementedError" and error[1].startswith(f"Exercise {number}:")
+
+
+def _is_helpful(error, number: str) -> bool:
+    return (error is not None and error[0] == "ExerciseError" and error[1].startswith(f"Exercise {number}:")
+            and "Hint:" in error[1])
+
+
+COSTS: dict[str, tuple[float, int]] = {}
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+def test_student_version_stops_at_each_exercise_and_checks_pass_or_explain(chapter, tmp_path, monkeypatch):
+    student = student_notebook(BOOK, chapter)
+    assert student.exercises, f"{chapter.notebook} has no exercises yet, so there is no student version to test"
+    teacher = _teacher(chapter)
+    nb = json.loads(student.text)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the machine is shared; the checks need no speed
+    by_first_cell = {e.solution_cells[0]: e for e in student.exercises}
+    in_exercise = {i for e in student.exercises for i in [*e.solution_cells, e.check_cell]}
+    report: dict[str, str] = {}
+    start = time.perf_counter()
+    with Kernel(tmp_path) as k:
+        error, text = k.run("import sys; print(sys.executable)")
+        assert error is None and Path(text.strip()).resolve() == Path(sys.executable).resolve(), \
+            f"the kernel runs {text.strip()!r}, not this environment's {sys.executable}"
+        first = min(by_first_cell)
+        for i, cell in enumerate(nb["cells"]):
+            if cell["cell_type"] != "code" or (i in in_exercise and i not in by_first_cell):
+                continue
+            if i not in by_first_cell:
+                error, _ = k.run(_source(cell))
+                where = "before the first exercise" if i < first else "after the solutions above were pasted back"
+                assert error is None, f"{chapter.notebook}, cell {i + 1} failed {where}: {error[0]}: {error[1]}"
+                continue
+            e = by_first_cell[i]
+            check = _source(teacher["cells"][e.check_cell])
+            # 1. The student's cells stop with NotImplementedError for this exercise, at the exercise or its check.
+            for j in e.solution_cells:
+                error, _ = k.run(_source(nb["cells"][j]))
+                if error is not None:
+                    break
+            else:
+                error, _ = k.run(check)
+            assert _is_not_done(error, e.number), (
+                f"{chapter.notebook}: the student version of Exercise {e.number} should stop with "
+                f"NotImplementedError('Exercise {e.number}: ...'), got {error}")
+            # 2. The teacher's solution pasted back passes the check.
+            solution = [_source(teacher["cells"][j]) for j in e.solution_cells]
+            for src in solution:
+                error, _ = k.run(src)
+                assert error is None, f"{chapter.notebook}: the teacher's solution to Exercise {e.number} fails: {error}"
+            error, _ = k.run(check)
+            assert error is None, f"{chapter.notebook}: the check of Exercise {e.number} rejects the teacher's solution: {error}"
+            # 3. Wrong answers make the check explain what is wrong.
+            if e.number in WRONG_ANSWERS:
+                wrong = [(f"hand-written wrong answer {n + 1}", _with_region(solution[0], body), True)
+                         for n, body in enumerate(WRONG_ANSWERS[e.number])]
+            else:
+                k.run(KERNEL_HELPERS)
+                wrong = [(what, code, False) for src in solution for what, code in _generic_wrong_answers(src)]
+            results = []
+            for what, code, required in wrong:
+                error, _ = k.run(code)
+                if error is not None:
+                    assert not required, f"{chapter.notebook}: Exercise {e.number}'s {what} does not run: {error}"
+                    results.append(f"{what}: no such wrong answer ({error[0]})")
+                else:
+                    error, _ = k.run(check)
+                    assert error is None or error[0] == "ExerciseError", (
+                        f"{chapter.notebook}: with a wrong answer to Exercise {e.number} ({what}) the check raised "
+                        f"{error[0]}: {error[1]} instead of an ExerciseError saying what is wrong, with a hint")
+                    if required:
+                        assert _is_helpful(error, e.number), (
+                            f"{chapter.notebook}: the check of Exercise {e.number} accepts a wrong answer ({what}) or "
+                            f"does not explain it: {error}")
+                    results.append(f"{what}: {'explained' if _is_helpful(error, e.number) else 'accepted'}")
+                for src in solution:  # restore the teacher's answer for the cells below
+                    k.run(src)
+            report[e.number] = "; ".join(results) or "no wrong answer could be made"
+    COSTS[chapter.stem] = (time.perf_counter() - start, k.ran)
+    print(f"{chapter.notebook}: {k.ran} cells in {COSTS[chapter.stem][0]:.1f}s; wrong answers: {report}")
+    explained = [n for n, r in report.items() if "explained" in r]
+    assert explained, (f"{chapter.notebook}: no wrong answer made any check raise its ExerciseError ({report}); "
+                       f"add a hand-written wrong answer to WRONG_ANSWERS in tests/test_student.py")
