@@ -1,61 +1,324 @@
-"""Render the course to static HTML from the notebooks' stored (nbval-verified) outputs."""
+"""Render the course to a static, offline site from the notebooks' stored (nbval-verified) outputs.
+
+`build_book` writes `_build/book/`: `index.html` (the book's title, description and every chapter with its
+learning goals), one page per chapter in book.toml order with previous/next links, and `glossary.html` (every
+chapter's English-Chinese terms). Nothing on a page comes from the network: MathJax, require.js and the
+Jupyter widget manager are copied into `_build/book/assets/` from `node_modules/` (installed by `npm ci`
+in the set-up), and figures and markdown images are embedded in the pages.
+"""
 
 from __future__ import annotations
 
 import html
+import re
 import shutil
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from .mirror import _write_atomic
-from .project import Book, Chapter
+from .project import Book, BookError, Chapter
 
-PAGE = """<!DOCTYPE html>
-<html lang="{lang}"><head><meta charset="utf-8"><title>{title}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}
-li{{margin:.3rem 0}} .n{{color:#666;font-variant-numeric:tabular-nums}}</style></head>
-<body><h1>{title}</h1><p>{description}</p><p class="n">{authors}</p>
-<h2>Chapters</h2><ol start="0">{items}</ol></body></html>
-"""
-NAV = ('<nav style="display:flex;justify-content:space-between;max-width:64rem;margin:1rem auto;'
-       'font-family:system-ui,sans-serif">{prev}<a href="index.html">Contents</a>{next}</nav>')
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+ASSETS = "assets"
+# Where each page finds its scripts, relative to the page (all pages sit in one folder).
+MATHJAX_URL = f"{ASSETS}/mathjax/MathJax.js?config=TeX-AMS_CHTML-full,Safe"
+REQUIRE_JS_URL = f"{ASSETS}/require.js"
+WIDGET_RENDERER_URL = f"{ASSETS}/html-manager/embed-amd.js"
+GLOSSARY = "glossary.html"
+INDEX = "index.html"
+
+# (package in node_modules, files to copy as path prefixes relative to it, folder under assets/).
+# MathJax 2 (what nbconvert's templates configure) is trimmed to TeX input and CommonHTML output with
+# its woff fonts: about 6 MB instead of 70. The widget manager keeps its AMD bundle and its icon fonts.
+_NPM_ASSETS = (
+    ("mathjax", ("LICENSE", "MathJax.js", "config/TeX-AMS_CHTML-full.js", "config/Safe.js", "config/local/",
+                 "extensions/", "jax/element/", "jax/input/TeX/", "jax/output/CommonHTML/",
+                 "jax/output/PreviewHTML/", "fonts/HTML-CSS/TeX/woff/", "localization/en/"), "mathjax"),
+    ("requirejs", ("require.js",), ""),
+    ("@jupyter-widgets/html-manager", ("dist/embed-amd.js", "dist/*.woff", "dist/*.woff2", "dist/*.ttf",
+                                       "dist/*.eot", "dist/*.svg"), "html-manager"),
+)
+
+_GOALS_LINE = re.compile(r"^\s*(?:#{1,6}\s*)?\**\s*learning goals\s*\**\s*:?\s*\**\s*$", re.I)
+_LIST_ITEM = re.compile(r"^\s{0,3}(?:\d+[.)]|[-*+])\s+(.*\S)\s*$")
+_TERMS_HEADING = re.compile(r"^\s*#{2,6}\s*terms\b.*$", re.I)
+_HEADING = re.compile(r"^\s*#{1,6}\s")
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
+
+
+@dataclass(frozen=True)
+class Term:
+    english: str  # markdown, as written in the chapter's table
+    chinese: str
+    chapter: Chapter
 
 
 def page_name(chapter: Chapter) -> str:
     return f"{chapter.stem}.html"
 
 
+# ---------------------------------------------------------------------------------------------- reading
+
+
+def _markdown_cells(nb) -> list[str]:
+    return [cell.source for cell in nb.cells if cell.cell_type == "markdown"]
+
+
+def learning_goals(nb) -> list[str]:
+    """The markdown of each item of the "Learning goals" list (first one found); [] when there is none."""
+    for source in _markdown_cells(nb):
+        lines = source.splitlines()
+        for i, line in enumerate(lines):
+            if not _GOALS_LINE.match(line):
+                continue
+            goals: list[str] = []
+            for nxt in lines[i + 1:]:
+                item = _LIST_ITEM.match(nxt)
+                if item:
+                    goals.append(item.group(1))
+                elif not nxt.strip():
+                    continue  # blank lines may separate items
+                elif goals and nxt[:1].isspace():  # an item's wrapped continuation line
+                    goals[-1] += " " + nxt.strip()
+                elif goals:
+                    break  # the paragraph after the list
+                # else: a sentence introducing the list; keep looking for its items
+            if goals:
+                return goals
+    return []
+
+
+def _split_row(line: str) -> list[str]:
+    line = line.strip()
+    if line.startswith("|"):
+        line = line[1:]
+    if line.endswith("|") and not line.endswith("\\|"):
+        line = line[:-1]
+    cells = re.split(r"(?<!\\)\|", line)
+    return [c.strip().replace("\\|", "|") for c in cells]
+
+
+def terms_table(nb) -> list[tuple[str, str]]:
+    """(English, Chinese) markdown pairs from the chapter's "## Terms" table; [] when there is none."""
+    for source in _markdown_cells(nb):
+        lines = source.splitlines()
+        for i, line in enumerate(lines):
+            if not _TERMS_HEADING.match(line):
+                continue
+            rows: list[list[str]] = []
+            for nxt in lines[i + 1:]:
+                if _HEADING.match(nxt):
+                    break
+                if nxt.strip().startswith("|"):
+                    rows.append(_split_row(nxt))
+                elif rows and nxt.strip():
+                    break
+            # rows[0] is the header (English | 中文), rows[1] the |---| rule.
+            body = [r for r in rows[1:] if not _TABLE_RULE.match("|".join(r))] if rows else []
+            pairs = [(r[0], r[1]) for r in body if len(r) >= 2 and r[0] and r[1]]
+            if pairs:
+                return pairs
+    return []
+
+
+# ---------------------------------------------------------------------------------------------- assets
+
+
+def _wanted(rel: str, patterns: tuple[str, ...]) -> bool:
+    from fnmatch import fnmatch
+
+    return any(rel.startswith(p) if p.endswith("/") else (fnmatch(rel, p) if "*" in p else rel == p)
+               for p in patterns)
+
+
+def copy_assets(book: Book, out: Path) -> list[Path]:
+    """Copy MathJax, require.js and the widget manager from node_modules/ into out/assets/."""
+    node_modules = book.path("node_modules")
+    copied: list[Path] = []
+    for package, patterns, target in _NPM_ASSETS:
+        src = node_modules / package
+        if not (src / "package.json").is_file():
+            raise BookError(f"the book's offline scripts are missing: {src} does not exist. Run `make setup` "
+                            f"(it runs `npm ci` with Node.js) or `npm ci` in {book.root}")
+        dest = out / ASSETS / target
+        found = 0
+        for path in sorted(src.rglob("*")):
+            rel = path.relative_to(src).as_posix()
+            if path.is_file() and _wanted(rel, patterns):
+                # The widget manager's fonts sit next to its bundle, which finds them relative to itself.
+                name = rel[len("dist/"):] if rel.startswith("dist/") else rel
+                (dest / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, dest / name)
+                copied.append(dest / name)
+                found += 1
+        if not found:
+            raise BookError(f"no files matching {patterns} in {src}; run `npm ci` in {book.root}")
+    return copied
+
+
+# ---------------------------------------------------------------------------------------------- pages
+
+
+def _inline_markdown(text: str) -> str:
+    """One line of markdown as inline HTML (no surrounding <p>)."""
+    from nbconvert.filters.markdown import markdown2html_mistune
+
+    rendered = markdown2html_mistune(text).strip()
+    match = re.fullmatch(r"<p>(.*)</p>", rendered, flags=re.S)
+    return match.group(1) if match else rendered
+
+
+def _plain(markdown: str) -> str:
+    return re.sub(r"[`*_]", "", markdown).strip()
+
+
 def _nav(book: Book, i: int) -> str:
     chapters = book.chapters
-    prev = f'<a href="{page_name(chapters[i - 1])}">&larr; {html.escape(chapters[i - 1].title)}</a>' if i > 0 else "<span></span>"
-    nxt = (f'<a href="{page_name(chapters[i + 1])}">{html.escape(chapters[i + 1].title)} &rarr;</a>'
-           if i + 1 < len(chapters) else "<span></span>")
-    return NAV.format(prev=prev, next=nxt)
+    prev = (f'<a rel="prev" href="{page_name(chapters[i - 1])}">&larr; {chapters[i - 1].number:02d} '
+            f'{html.escape(chapters[i - 1].title)}</a>' if i > 0 else "<span></span>")
+    nxt = (f'<a rel="next" href="{page_name(chapters[i + 1])}">{chapters[i + 1].number:02d} '
+           f'{html.escape(chapters[i + 1].title)} &rarr;</a>' if i + 1 < len(chapters) else "<span></span>")
+    middle = f'<span class="middle"><a href="{INDEX}">Contents</a><a href="{GLOSSARY}">Glossary</a></span>'
+    return f'<nav class="minibert-nav">{prev}{middle}{nxt}</nav>'
 
 
-def build_book(book: Book, out: Path | None = None) -> Path:
-    import nbformat
+SITE_PAGE = """<!DOCTYPE html>
+<html lang="{lang}"><head><meta charset="utf-8"><title>{title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body{{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:50rem;margin:2rem auto;padding:0 1rem;
+  line-height:1.55;color:#222}}
+h1{{line-height:1.2}} a{{color:#1a5fb4;text-decoration:none}} a:hover{{text-decoration:underline}}
+.muted{{color:#666}} nav.site{{display:flex;gap:1.2rem;font-size:.95rem;margin-bottom:1.5rem}}
+ol.chapters{{list-style:none;padding:0}} ol.chapters>li{{margin:0 0 1.2rem;padding:.8rem 1rem;border:1px solid #e3e3e3;
+  border-radius:.5rem}} ol.chapters h2{{font-size:1.15rem;margin:0 0 .3rem}} .num{{color:#888;
+  font-variant-numeric:tabular-nums;margin-right:.4rem}} ul.goals{{margin:.2rem 0 0;padding-left:1.2rem}}
+ul.goals li{{margin:.15rem 0}} table{{border-collapse:collapse;width:100%}} th,td{{text-align:left;
+  padding:.35rem .6rem;border-bottom:1px solid #e3e3e3;vertical-align:top}} th{{background:#f6f6f6}}
+code{{background:#f3f3f3;padding:0 .2em;border-radius:.2em}}
+</style>{head}</head>
+<body><nav class="site"><a href="{index}">Contents</a><a href="{glossary}">Glossary</a></nav>
+{body}
+</body></html>
+"""
+
+
+def _site_page(book: Book, title: str, body: str) -> str:
+    # MathJax only where a page has math (a goal or a term written with $...$).
+    head = ""
+    if "$" in body or "\\(" in body:
+        head = (f'<script type="text/x-mathjax-config">MathJax.Hub.Config({{tex2jax:{{inlineMath:[["$","$"],'
+                f'["\\\\(","\\\\)"]],processEscapes:true}},messageStyle:"none"}});</script>'
+                f'<script src="{MATHJAX_URL}"></script>')
+    return SITE_PAGE.format(lang=html.escape(book.language), title=html.escape(title), head=head, index=INDEX,
+                            glossary=GLOSSARY, body=body)
+
+
+def render_index(book: Book, goals: dict[int, list[str]]) -> str:
+    items = []
+    for chapter in book.chapters:
+        chapter_goals = goals.get(chapter.number, [])
+        goal_list = ("<ul class=\"goals\">" + "".join(f"<li>{_inline_markdown(g)}</li>" for g in chapter_goals)
+                     + "</ul>") if chapter_goals else ""
+        items.append(f'<li id="chapter-{chapter.number:02d}"><h2><span class="num">{chapter.number:02d}</span>'
+                     f'<a href="{page_name(chapter)}">{html.escape(chapter.title)}</a></h2>'
+                     f'{"<div class=muted>You will be able to:</div>" if chapter_goals else ""}{goal_list}</li>')
+    body = (f"<h1>{html.escape(book.title)}</h1><p>{html.escape(book.description)}</p>"
+            f'<p class="muted">{html.escape(", ".join(book.authors))}</p>'
+            f'<ol class="chapters">{"".join(items)}</ol>')
+    return _site_page(book, book.title, body)
+
+
+def render_glossary(book: Book, terms: list[Term]) -> str:
+    # One row per (English, Chinese) pair, listing every chapter that uses it, sorted by the English term.
+    rows: dict[tuple[str, str], list[Chapter]] = {}
+    for term in terms:
+        chapters = rows.setdefault((term.english, term.chinese), [])
+        if term.chapter not in chapters:
+            chapters.append(term.chapter)
+    body_rows = []
+    for (english, chinese), chapters in sorted(rows.items(), key=lambda kv: (_plain(kv[0][0]).lower(), kv[0][1])):
+        links = ", ".join(f'<a href="{page_name(c)}#Terms">{c.number:02d} {html.escape(c.title)}</a>'
+                          for c in chapters)
+        body_rows.append(f'<tr><td lang="en">{_inline_markdown(english)}</td><td lang="zh">'
+                         f'{_inline_markdown(chinese)}</td><td>{links}</td></tr>')
+    empty = [c for c in book.chapters if not any(t.chapter == c for t in terms)]
+    note = (f'<p class="muted">No terms table yet in: {", ".join(f"{c.number:02d} {html.escape(c.title)}" for c in empty)}.</p>'
+            if empty else "")
+    body = (f"<h1>Glossary · 术语表</h1><p>Every chapter's terms in English and Chinese, in alphabetical order. "
+            f"The last column links to the chapter that introduces the term.</p>{note}"
+            f'<table class="glossary"><thead><tr><th>English</th><th>中文</th><th>Chapter</th></tr></thead>'
+            f'<tbody>{"".join(body_rows)}</tbody></table>')
+    return _site_page(book, f"Glossary · {book.title}", body)
+
+
+_IMG_WITHOUT_ALT = re.compile(r"<img(?![^>]*\balt=)")
+_FOCUSABLE = re.compile(r'(<div class="[^"]*\b(?:jp-Cell-inputWrapper|jp-OutputArea-output)\b[^"]*")(?![^>]*tabindex)')
+
+
+def _exporter():
     from nbconvert import HTMLExporter
+    from nbconvert.exporters.html import WidgetsDataTypeFilter
+    from nbconvert.exporters.templateexporter import TemplateExporter
+    from nbconvert.filters.highlight import Highlight2HTML
+
+    class BookExporter(HTMLExporter):
+        """HTMLExporter without its final BeautifulSoup pass, which took half of the build time.
+
+        That pass only adds alt texts to images and tabindex="0" to cell inputs and outputs; two regular
+        expressions do the same on the template's output.
+        """
+
+        def from_notebook_node(self, nb, resources=None, **kw):
+            langinfo = nb.metadata.get("language_info", {})
+            lexer = langinfo.get("pygments_lexer", langinfo.get("name", None))
+            self.register_filter("highlight_code", self.filters.get(
+                "highlight_code", Highlight2HTML(pygments_lexer=lexer, parent=self)))
+            resources = self._init_resources(resources)
+            self.register_filter("filter_data_type", WidgetsDataTypeFilter(
+                notebook_metadata=self._nb_metadata, parent=self, resources=resources))
+            page, resources = TemplateExporter.from_notebook_node(self, nb, resources, **kw)
+            page = _IMG_WITHOUT_ALT.sub('<img alt="A figure drawn by the code above"', page)
+            return _FOCUSABLE.sub(r'\1 tabindex="0"', page), resources
+
+    return BookExporter(template_name="minibert", extra_template_basedirs=[str(TEMPLATES)],
+                        mathjax_url=MATHJAX_URL, require_js_url=REQUIRE_JS_URL,
+                        widget_renderer_url=WIDGET_RENDERER_URL, embed_images=True)
+
+
+def build_book(book: Book, out: Path | None = None, progress: bool = True) -> Path:
+    """Write the site into `out` (default `_build/book/`) and return the index page's path."""
+    import nbformat
+    from tqdm import tqdm
 
     out = out or book.path("_build/book")
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    exporter = HTMLExporter(template_name="lab")
-    for i, chapter in enumerate(book.chapters):
-        print(f"[{i + 1}/{len(book.chapters)}] {chapter.notebook}", file=sys.stderr, flush=True)
-        nb = nbformat.read(book.path(chapter.notebook), as_version=4)
-        nb.metadata["title"] = f"{chapter.number:02d} {chapter.title}"
-        body, _ = exporter.from_notebook_node(nb)
-        nav = _nav(book, i)
-        body = body.replace("</main>", "</main>" + nav, 1) if "</main>" in body else body
-        start = body.find(">", body.find("<body")) + 1
-        body = body[:start] + nav + body[start:]
-        _write_atomic(out / page_name(chapter), body)
-    items = "".join(f'<li><a href="{page_name(c)}">{html.escape(c.title)}</a></li>' for c in book.chapters)
-    index = out / "index.html"
-    _write_atomic(index, PAGE.format(lang=html.escape(book.language), title=html.escape(book.title),
-                                     description=html.escape(book.description),
-                                     authors=html.escape(", ".join(book.authors)), items=items))
+    exporter = _exporter()
+    goals: dict[int, list[str]] = {}
+    terms: list[Term] = []
+    bar = tqdm(total=len(book.chapters) + 1, desc="minibert book", unit="page", disable=not progress)
+    try:
+        bar.set_postfix_str("offline scripts")
+        copy_assets(book, out)
+        for i, chapter in enumerate(book.chapters):
+            bar.set_postfix_str(Path(chapter.notebook).name)
+            path = book.path(chapter.notebook)
+            nb = nbformat.read(path, as_version=4)
+            goals[chapter.number] = learning_goals(nb)
+            terms += [Term(en, zh, chapter) for en, zh in terms_table(nb)]
+            nb.metadata["title"] = f"{chapter.number:02d} · {chapter.title}"
+            resources = {"metadata": {"path": str(path.parent), "name": chapter.stem},
+                         "minibert_nav": _nav(book, i)}
+            body, _ = exporter.from_notebook_node(nb, resources=resources)
+            _write_atomic(out / page_name(chapter), body)
+            bar.update()
+        bar.set_postfix_str("index and glossary")
+        _write_atomic(out / GLOSSARY, render_glossary(book, terms))
+        index = out / INDEX
+        _write_atomic(index, render_index(book, goals))
+        bar.update()
+    finally:
+        bar.close()
     return index
