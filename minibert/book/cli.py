@@ -89,6 +89,69 @@ def _cmd_slides(book, args) -> int:
     return 0
 
 
+def _params_head(text: str):
+    """--head value: none, mlm, pretraining or classification:N."""
+    if text in ("none", "mlm", "pretraining"):
+        return None if text == "none" else text
+    kind, _, n = text.partition(":")
+    if kind == "classification" and n.isdigit() and int(n) > 0:
+        return ("classification", int(n))
+    raise argparse.ArgumentTypeError(f"expected none, mlm, pretraining or classification:N (N >= 1), got {text!r}")
+
+
+def _cmd_params(book, args) -> int:
+    # Analytic: imports minibert.config and minibert.params only (no torch), so it answers at once.
+    import json
+
+    from minibert.config import BertConfig
+    from minibert.params import count_parameters
+
+    source = args.config
+    path = Path(source)
+    try:
+        if path.is_dir():
+            path = path / "config.json"  # a checkpoint folder
+        if path.suffix == ".json" or path.exists() or "/" in source or "\\" in source:
+            try:
+                config = BertConfig.from_json_file(path)
+            except OSError as exc:
+                raise ValueError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
+        else:
+            config = BertConfig.from_preset(source)
+        count = count_parameters(config, pooler=False if args.no_pooler else None, head=args.head)
+    except ValueError as exc:
+        raise BookError(str(exc)) from None
+    if args.json:
+        head = args.head if not isinstance(args.head, tuple) else f"classification:{args.head[1]}"
+        print(json.dumps({"source": source, "head": head or "none", "pooler": "pooler.dense" in count.breakdown,
+                          "total": count.total, "non_embedding": count.non_embedding, "per_layer": count.per_layer,
+                          "breakdown": count.breakdown,
+                          "bytes": {dt: count.bytes(dt) for dt in ("float32", "float16", "int8")}}, indent=2))
+        return 0
+    head = args.head
+    model = {None: "BertModel", "mlm": "BertForMaskedLM (decoder tied to the word embeddings)",
+             "pretraining": "BertForPreTraining (MLM + next sentence)"}.get(
+        head, f"BertForSequenceClassification, {head[1] if isinstance(head, tuple) else ''} labels")
+    pooler = "with" if "pooler.dense" in count.breakdown else "without"
+    width = max(len(k) for k in count.breakdown) + 2
+    lines = [f"{source}: {model}, {pooler} pooler",
+             f"  V={config.vocab_size} d={config.hidden_size} L={config.num_hidden_layers} "
+             f"A={config.num_attention_heads} f={config.intermediate_size} P={config.max_position_embeddings} "
+             f"T={config.type_vocab_size}", "",
+             f"{'component':{width}} {'parameters':>15} {'share':>7}"]
+    lines += [f"{k:{width}} {v:>15,} {v / count.total:>7.1%}" for k, v in count.breakdown.items()]
+    lines += [f"{'total':{width}} {count.total:>15,}", f"{'non-embedding':{width}} {count.non_embedding:>15,}",
+              f"{'one encoder layer':{width}} {count.per_layer:>15,}", ""]
+
+    def size(n: int) -> str:
+        return f"{n / 2**30:,.2f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB"
+
+    lines.append("weights: " + ", ".join(f"{dt} {size(count.bytes(dt))}" for dt in ("float32", "float16", "int8"))
+                 + f"; training with Adam (float32 weights, gradients, 2 moments): {size(4 * count.bytes('float32'))}")
+    print("\n".join(lines))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minibert", description="Tools for the minibert course.")
     parser.add_argument("--root", help="the course repository (default: the folder holding book.toml)")
@@ -121,13 +184,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("chapters", nargs="*", help="chapter numbers or notebook names (default: all)")
     p.add_argument("--out", help="output folder (default: _build/slides)")
     p.set_defaults(func=_cmd_slides)
+    p = sub.add_parser("params", help="exact parameter count of a preset or a config.json (chapter 07)")
+    p.add_argument("config", metavar="NAME_OR_CONFIG_JSON", help="a preset (bert-base-uncased, ...) or a config.json")
+    p.add_argument("--json", action="store_true", help="print a JSON object with total and breakdown")
+    p.add_argument("--no-pooler", action="store_true", help="leave out the pooler")
+    p.add_argument("--head", type=_params_head, default=None, metavar="mlm|pretraining|classification:N",
+                   help="count a head too")
+    p.set_defaults(func=_cmd_params, needs_book=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        book = load_book(Path(args.root) if args.root else None)
+        book = load_book(Path(args.root) if args.root else None) if getattr(args, "needs_book", True) else None
         return args.func(book, args)
     except BookError as exc:
         print(f"minibert {args.command}: error: {exc}", file=sys.stderr)

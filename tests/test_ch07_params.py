@@ -1,0 +1,196 @@
+"""minibert.count_parameters against counting real models (minibert and transformers) and hand arithmetic."""
+
+import subprocess
+import sys
+from collections import defaultdict
+
+import pytest
+import torch
+import transformers
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from minibert import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel, PRESETS
+from minibert.params import count_parameters
+
+transformers.logging.set_verbosity_error()
+SHAPE_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+              "max_position_embeddings", "type_vocab_size")
+
+
+def numel(model) -> int:
+    return sum(p.numel() for p in model.parameters())  # shared tensors once
+
+
+def hf_config(c: BertConfig, **extra) -> transformers.BertConfig:
+    return transformers.BertConfig(**{k: getattr(c, k) for k in SHAPE_KEYS}, **extra)
+
+
+def build(c: BertConfig, head, *, ours: bool, tied: bool = True):
+    """The model with this head, built on the meta device (shapes, no storage)."""
+    with torch.device("meta"):
+        if not ours:
+            extra = {} if tied else {"tie_word_embeddings": False}
+            if head is None:
+                return transformers.BertModel(hf_config(c))
+            if head == "mlm":
+                return transformers.BertForMaskedLM(hf_config(c, **extra))
+            if head == "pretraining":
+                return transformers.BertForPreTraining(hf_config(c, **extra))
+            return transformers.BertForSequenceClassification(hf_config(c, num_labels=head[1]))
+        if head is None:
+            return BertModel(c)
+        if head == "mlm":
+            return BertForMaskedLM(c)
+        return BertForSequenceClassification(c, num_labels=head[1])
+
+
+def test_bert_base_by_hand():
+    V, P, T, d, f, L = 30522, 512, 2, 768, 3072, 12
+    embeddings = 30522 * 768 + 512 * 768 + 2 * 768 + 768 + 768
+    layer = 3 * (768 * 768 + 768) + (768 * 768 + 768) + 2 * 768 + (768 * 3072 + 3072) + (3072 * 768 + 768) + 2 * 768
+    pooler = 768 * 768 + 768
+    c = count_parameters(BertConfig())
+    assert c.total == embeddings + 12 * layer + pooler == 109_482_240
+    assert c.per_layer == layer
+    assert c.non_embedding == c.total - (V + P + T) * d
+    assert count_parameters(BertConfig(), pooler=False).total == 109_482_240 - 590_592
+    # the popular 108,808,704: weights only, no pooler
+    weights_only = embeddings + L * (4 * d * d + 2 * d * f + 4 * d)
+    assert weights_only == 108_808_704
+    assert c.total - weights_only == 82_944 + 590_592
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_and_head_matches_both_models(name):
+    c = BertConfig.from_preset(name)
+    for head in (None, "mlm", ("classification", 3), "pretraining"):
+        want = count_parameters(c, head=head).total
+        assert numel(build(c, head, ours=False)) == want, (name, head)
+        if head != "pretraining":  # minibert has no BertForPreTraining
+            assert numel(build(c, head, ours=True)) == want, (name, head)
+    no_pooler = count_parameters(c, pooler=False).total
+    with torch.device("meta"):
+        assert numel(BertModel(c, add_pooling_layer=False)) == no_pooler
+        assert numel(transformers.BertModel(hf_config(c), add_pooling_layer=False)) == no_pooler
+
+
+def _component(name: str) -> str:
+    """A parameter name -> the breakdown key that counts it."""
+    parts = name.removeprefix("bert.").split(".")[:-1]  # drop .weight / .bias
+    if parts[0] == "encoder":
+        parts[2] = "*"
+        if parts[3:5] == ["attention", "self"]:
+            parts = parts[:5]
+    key = ".".join(parts)
+    if key == "cls.predictions":  # the output bias, a parameter of the head itself
+        return "cls.predictions.bias"
+    if key == "cls.predictions.decoder":  # the decoder's own bias is cls.predictions.bias when shared
+        return "cls.predictions.bias" if name.endswith("bias") else "cls.predictions.decoder.weight"
+    return key
+
+
+@pytest.mark.parametrize("head", [None, "mlm", "pretraining", ("classification", 4)])
+def test_breakdown_matches_named_parameters(head):
+    c = BertConfig.from_preset("bert-mini")
+    listed = defaultdict(int)
+    for name, p in build(c, head, ours=False).named_parameters():
+        listed[_component(name)] += p.numel()
+    breakdown = count_parameters(c, head=head).breakdown
+    assert dict(listed) == breakdown
+    # the listing's order is the model's order
+    assert list(dict.fromkeys(_component(n) for n, _ in build(c, None, ours=False).named_parameters())) == \
+        [k for k in count_parameters(c).breakdown]
+
+
+def test_untied_masked_lm():
+    c = BertConfig.from_preset("bert-mini")
+    V, d = c.vocab_size, c.hidden_size
+    tied, untied = count_parameters(c, head="mlm"), count_parameters(c, head="mlm", tie_word_embeddings=False)
+    assert untied.total - tied.total == V * d
+    for head in ("mlm", "pretraining"):
+        model = build(c, head, ours=False, tied=False)
+        lm = model.cls.predictions
+        assert lm.decoder.weight is not model.bert.embeddings.word_embeddings.weight
+        # transformers 5 leaves cls.predictions.bias unshared (and unused) when untied: one extra V
+        extra = 0 if lm.decoder.bias is lm.bias else V
+        assert numel(model) == count_parameters(c, head=head, tie_word_embeddings=False).total + extra
+    # minibert's head, untied by hand: a separate decoder weight adds exactly V·d
+    with torch.device("meta"):
+        mlm = BertForMaskedLM(c)
+    mlm.cls.predictions.decoder.weight = torch.nn.Parameter(torch.empty(V, d, device="meta"))
+    assert numel(mlm) == untied.total
+
+
+def test_bytes_and_groups():
+    c = count_parameters("bert-base-uncased")
+    assert c.bytes() == c.bytes("float32") == c.bytes(torch.float32) == 4 * 109_482_240
+    assert c.bytes("float16") == c.bytes(torch.bfloat16) == 2 * 109_482_240
+    assert c.bytes(torch.int8) == 109_482_240
+    with torch.device("meta"):
+        model = BertModel(BertConfig()).half()
+    assert c.bytes(torch.float16) == sum(p.numel() * p.element_size() for p in model.parameters())
+    with pytest.raises(ValueError, match="complex64"):
+        c.bytes("complex64")
+    g = c.groups()
+    assert g["embeddings"] == (30522 + 512 + 2) * 768 + 2 * 768
+    assert g["attention"] == 12 * (4 * 768 * 768 + 4 * 768)
+    assert g["feed-forward"] == 12 * (2 * 768 * 3072 + 3072 + 768)
+    assert g["layer norms"] == 12 * 4 * 768
+    assert g["pooler"] == 768 * 768 + 768 and g["head"] == 0
+    assert sum(g.values()) == c.total
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="num_attention_heads"):
+        cfg = BertConfig()
+        cfg.num_attention_heads = 10  # configs are mutable: count_parameters validates again
+        count_parameters(cfg)
+    with pytest.raises(ValueError, match="head must be"):
+        count_parameters(BertConfig(), head="nsp")
+    with pytest.raises(ValueError, match="positive number of labels"):
+        count_parameters(BertConfig(), head=("classification", 0))
+    with pytest.raises(ValueError, match="pooler"):
+        count_parameters(BertConfig(), head="pretraining", pooler=False)
+    with pytest.raises(ValueError, match="unknown preset"):
+        count_parameters("bert-huge")
+
+
+def test_importing_params_does_not_import_torch():
+    code = "import sys, minibert.params; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@st.composite
+def small_configs(draw):
+    heads = draw(st.integers(1, 4))
+    return BertConfig(
+        vocab_size=draw(st.integers(1, 300)), hidden_size=heads * draw(st.integers(1, 8)),
+        num_hidden_layers=draw(st.integers(1, 3)), num_attention_heads=heads,
+        intermediate_size=draw(st.integers(1, 40)), max_position_embeddings=draw(st.integers(1, 64)),
+        type_vocab_size=draw(st.integers(1, 4)))
+
+
+heads = st.one_of(st.none(), st.just("mlm"), st.tuples(st.just("classification"), st.integers(1, 6)))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(small_configs(), heads)
+def test_random_configs_match_minibert(c, head):
+    assert numel(build(c, head, ours=True)) == count_parameters(c, head=head).total
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(small_configs(), st.one_of(heads, st.just("pretraining")), st.booleans())
+def test_random_configs_match_transformers(c, head, pooler):
+    if head in (None, "mlm"):
+        want = count_parameters(c, head=head, pooler=pooler).total
+        with torch.device("meta"):
+            model = (transformers.BertModel(hf_config(c), add_pooling_layer=pooler) if head is None else
+                     transformers.BertForMaskedLM(hf_config(c)))
+        if head == "mlm" and pooler:  # BertForMaskedLM has no pooler: the count with one is d² + d more
+            want -= c.hidden_size ** 2 + c.hidden_size
+        assert numel(model) == want
+    else:
+        assert numel(build(c, head, ours=False)) == count_parameters(c, head=head).total

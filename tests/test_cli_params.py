@@ -1,0 +1,96 @@
+"""`minibert params`: the exact counts on the command line, and clean errors (exit 2, no traceback)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import transformers
+
+transformers.logging.set_verbosity_error()
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "minibert", "params", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=60)
+
+
+def hf_numel(model_class=transformers.BertModel, **fields) -> int:
+    with torch.device("meta"):
+        model = model_class(transformers.BertConfig(**fields))
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_table_for_a_preset():
+    out = run("bert-base-uncased")
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    lines = {line.split()[0]: line.split()[1] for line in out.stdout.splitlines() if len(line.split()) >= 2}
+    assert lines["total"] == f"{hf_numel():,}" == "109,482,240"
+    assert lines["pooler.dense"] == f"{768 * 768 + 768:,}"
+    assert lines["embeddings.word_embeddings"] == f"{30522 * 768:,}"
+
+
+def test_json_for_every_head():
+    cases = [([], transformers.BertModel, {}),
+             (["--head", "mlm"], transformers.BertForMaskedLM, {}),
+             (["--head", "pretraining"], transformers.BertForPreTraining, {}),
+             (["--head", "classification:4"], transformers.BertForSequenceClassification, {"num_labels": 4})]
+    for extra, model_class, fields in cases:
+        out = run("bert-mini", "--json", *extra)
+        assert out.returncode == 0, out.stderr
+        data = json.loads(out.stdout)
+        want = hf_numel(model_class, hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
+                        intermediate_size=1024, **fields)
+        assert data["total"] == want == sum(data["breakdown"].values()), extra
+
+
+def test_no_pooler_and_config_file(tmp_path):
+    cfg = {"model_type": "bert", "architectures": ["BertModel"], "vocab_size": 1000, "hidden_size": 48,
+           "num_hidden_layers": 3, "num_attention_heads": 6, "intermediate_size": 100,
+           "max_position_embeddings": 64, "type_vocab_size": 3}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    fields = {k: v for k, v in cfg.items() if k not in ("model_type", "architectures")}
+    with torch.device("meta"):
+        no_pooler = transformers.BertModel(transformers.BertConfig(**fields), add_pooling_layer=False)
+    for arg in (str(tmp_path / "config.json"), str(tmp_path)):  # the file, or the checkpoint folder
+        out = run(arg, "--json", "--no-pooler", cwd=tmp_path)  # works outside the course repository too
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["total"] == sum(p.numel() for p in no_pooler.parameters())
+        assert "pooler.dense" not in json.loads(out.stdout)["breakdown"]
+
+
+def test_unknown_preset_lists_the_known_ones():
+    out = run("bert-huge")
+    assert out.returncode == 2 and out.stdout == ""
+    assert "bert-huge" in out.stderr and "bert-base-uncased" in out.stderr and "bert-large-cased" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("content, words", [
+    ("{not json", ["not a valid JSON"]),
+    ('{"hidden_size": -4}', ["hidden_size", "-4"]),
+    ('{"hidden_size": 768, "num_attention_heads": 10}', ["hidden_size", "num_attention_heads", "10"]),
+    ('{"vocab_size": "many"}', ["vocab_size", "many"]),
+    ('[1, 2]', ["JSON object"]),
+    ('{"model_type": "gpt2"}', ["model_type", "gpt2"]),
+])
+def test_invalid_config_names_the_file_and_the_key(tmp_path, content, words):
+    path = tmp_path / "config.json"
+    path.write_text(content)
+    out = run(str(path))
+    assert out.returncode == 2, out.stdout
+    assert str(path) in out.stderr
+    for word in words:
+        assert word in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_missing_file_and_bad_options(tmp_path):
+    out = run(str(tmp_path / "nowhere.json"))
+    assert out.returncode == 2 and "nowhere.json" in out.stderr and "not found" in out.stderr
+    for bad in (["--head", "classification:0"], ["--head", "nsp"], ["--no-pooler", "--head", "pretraining"]):
+        out = run("bert-tiny", *bad)
+        assert out.returncode == 2, bad
+        assert "Traceback" not in out.stderr
