@@ -197,3 +197,23 @@ def test_each_chapter_has_a_sensible_offline_deck(chapter, decks):
                   for c in teacher["cells"] if c["cell_type"] == "code")
     if figures:
         assert "data:image/png;base64," in deck or "<svg" in deck, f"{chapter.notebook}: no picture in the deck"
+
+
+def test_demo_deck_runs_offline_in_a_browser(tmp_path):
+    """Debian's chromium, headless and with networking off, opens the deck: reveal.js starts and MathJax typesets."""
+    import shutil
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert browser, "the browser checks need Debian's chromium: sudo apt-get install chromium"
+    book = _book(tmp_path, [nbformat.from_dict(c) for c in DEMO])
+    [path] = build_slides(book, book.chapters, tmp_path / "out", node_modules=NODE_MODULES)
+    dom = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--proxy-server=127.0.0.1:9", "--window-size=1280,800",
+         "--virtual-time-budget=10000", "--dump-dom", f"{path.as_uri()}#/4"],
+        capture_output=True, text=True, timeout=120).stdout
+    reveal = re.search(r'<div class="(reveal [^"]*)"', dom)
+    assert reveal and "ready" in reveal.group(1).split(), "reveal.js did not start"
+    assert re.search(r'<section[^>]*class="present"', dom)
+    assert 'class="mjx-chtml MathJax_CHTML"' in dom, "MathJax did not typeset the summary's formula"

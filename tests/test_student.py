@@ -227,6 +227,32 @@ def test_command_writes_the_course_and_refuses_notebooks(tmp_path, capsys):
     assert "refusing" in capsys.readouterr().err
 
 
+def test_exercise_helpers_say_what_is_wrong_and_give_a_hint():
+    import torch
+
+    from minibert.exercises import ExerciseError, expect, expect_close, expect_shape, not_done
+
+    expect(True, "9.1", "never shown", "never shown")
+    expect_close(torch.ones(2, 3), torch.ones(2, 3, dtype=torch.float64), "9.1", "out", "hint")
+    cases = [
+        (lambda: expect(False, "9.1", "the sum is 3, expected 4.", "add the bias."),
+         "Exercise 9.1: the sum is 3, expected 4.\nHint: add the bias."),
+        (lambda: not_done(None, "9.2"), "Exercise 9.2: no answer yet (got None)."),
+        (lambda: expect_shape(torch.ones(2, 2), (2, 3), "9.3", "out", "keep the batch axis."),
+         "Exercise 9.3: out has shape (2, 2), expected (2, 3).\nHint: keep the batch axis."),
+        (lambda: expect_shape([1, 2], (2,), "9.3", "out", "return a tensor."),
+         "Exercise 9.3: out should be a tensor, got list."),
+        (lambda: expect_close(torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 1.5]]), torch.ones(2, 3), "9.4", "out", "h"),
+         "Exercise 9.4: out differs from the expected values by up to 0.5 (tolerance 1e-06), largest at index (1, 2)."),
+        (lambda: expect_close(torch.tensor([1.0, float("nan")]), torch.ones(2), "9.4", "out", "h"),
+         "largest at index (1,)"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ExerciseError) as info:
+            call()
+        assert message in str(info.value) and "Hint:" in str(info.value)
+
+
 # ------------------------------------------------------------------------------------- every chapter, static
 
 
@@ -277,16 +303,30 @@ def test_no_solution_line_or_output_leaks_and_the_rest_is_byte_for_byte(chapter)
 # ------------------------------------------------------------------------------------ every chapter, executed
 
 
+class _NoWrongAnswer(Exception):
+    """_perturb knows no wrong answer of this kind (in the kernel: the check was not at fault)."""
+
+
 def _perturb(x):
-    """A wrong answer of the same kind as x (runs in the kernel). Raises TypeError when it knows no such answer."""
-    import copy as _copy
+    """A wrong answer of the same kind as x (runs in the kernel); _NoWrongAnswer when it knows none."""
     import dataclasses as _dc
     import functools as _ft
+    import types as _types
 
-    try:
-        import torch as _torch
-    except ImportError:  # pragma: no cover - the course always has torch
-        _torch = None
+    import torch as _torch
+
+    def some(items):  # perturb what can be perturbed, keep the rest; at least one item must change
+        out, changed = [], False
+        for v in items:
+            try:
+                out.append(_perturb(v))
+                changed = True
+            except _NoWrongAnswer:
+                out.append(v)
+        if not changed:
+            raise _NoWrongAnswer(f"nothing in this {type(x).__name__} can be changed")
+        return out
+
     if isinstance(x, bool):
         return not x
     if isinstance(x, int):
@@ -299,7 +339,7 @@ def _perturb(x):
         if any(ch.isdigit() for ch in x):
             return "".join(str((int(ch) + 1) % 10) if ch.isdigit() else ch for ch in x)
         return x[::-1] + "?"
-    if _torch is not None and isinstance(x, _torch.Tensor):
+    if isinstance(x, _torch.Tensor):
         with _torch.no_grad():
             if x.dtype == _torch.bool:
                 return ~x
@@ -307,15 +347,11 @@ def _perturb(x):
     if type(x).__module__ == "numpy" and hasattr(x, "dtype"):
         return ~x if x.dtype == bool else x * 1.5 + 0.5 if x.dtype.kind in "fc" else x + 1
     if isinstance(x, tuple):
-        return type(x)(*[_perturb(v) for v in x]) if hasattr(x, "_fields") else tuple(_perturb(v) for v in x)
+        return type(x)(*some(x)) if hasattr(x, "_fields") else tuple(some(x))
     if isinstance(x, list):
-        if not x:
-            raise TypeError("empty list")
-        return x[:-1] if len(x) > 1 else [_perturb(x[0])]
+        return x[:-1] if len(x) > 1 else some(x)
     if isinstance(x, dict):
-        if not x:
-            raise TypeError("empty dict")
-        return {k: _perturb(v) for k, v in x.items()}
+        return dict(zip(x, some(x.values())))
     if _dc.is_dataclass(x) and not isinstance(x, type):
         for f in _dc.fields(x):
             value = getattr(x, f.name)
@@ -324,26 +360,23 @@ def _perturb(x):
                     return _dc.replace(x, **{f.name: _perturb(value)})
                 except (ValueError, TypeError):  # the class refuses that value: try the next field
                     continue
-        raise TypeError(f"no field of {type(x).__name__} could be changed")
-    if _torch is not None and isinstance(x, _torch.nn.Module):
+        raise _NoWrongAnswer(f"no field of {type(x).__name__} could be changed")
+    if isinstance(x, _torch.nn.Module):
+        import copy as _copy
+
         m = _copy.deepcopy(x)
         forward = m.forward
         m.forward = lambda *a, **k: _perturb(forward(*a, **k))
         return m
-    if inspect_isfunction(x):
+    if isinstance(x, (_types.FunctionType, _types.BuiltinFunctionType, _types.MethodType)):
         @_ft.wraps(x)
         def wrong(*a, **k):
             return _perturb(x(*a, **k))
         return wrong
-    raise TypeError(f"no generic wrong answer for a {type(x).__name__}")
+    raise _NoWrongAnswer(f"no generic wrong answer for a {type(x).__name__}")
 
 
-def inspect_isfunction(x):
-    import types
-    return isinstance(x, (types.FunctionType, types.BuiltinFunctionType, types.MethodType))
-
-
-KERNEL_HELPERS = inspect.getsource(_perturb) + "\n\n" + inspect.getsource(inspect_isfunction)
+KERNEL_HELPERS = inspect.getsource(_NoWrongAnswer) + "\n\n" + inspect.getsource(_perturb)
 
 
 def _bound_names(stmts: list[ast.stmt]) -> list[str]:
@@ -502,6 +535,11 @@ def test_student_version_stops_at_each_exercise_and_checks_pass_or_explain(chapt
                     results.append(f"{what}: no such wrong answer ({error[0]})")
                 else:
                     error, _ = k.run(check)
+                    if error is not None and error[0] == "_NoWrongAnswer":
+                        results.append(f"{what}: no such wrong answer ({error[1]})")
+                        for src in solution:
+                            k.run(src)
+                        continue
                     assert error is None or error[0] == "ExerciseError", (
                         f"{chapter.notebook}: with a wrong answer to Exercise {e.number} ({what}) the check raised "
                         f"{error[0]}: {error[1]} instead of an ExerciseError saying what is wrong, with a hint")
