@@ -1,0 +1,149 @@
+"""Chapter 09: FLOP counts against torch's FlopCounterMode, and the benchmark's prototype fast path against
+transformers and minibert's eager path (small configs, CPU, seconds)."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+from torch.utils.flop_counter import FlopCounterMode
+
+from minibert import BertConfig, BertModel
+from minibert.flops import flops_per_token, forward_flops
+from minibert.model import BertEncoder, BertPooler
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import proposed  # noqa: E402
+
+
+def counted(config: BertConfig, batch: int, seq: int, pooler: bool) -> int:
+    """What FlopCounterMode sees in an eager encoder (+ pooler) on meta tensors: shapes only, no numbers."""
+    config = dataclasses.replace(config, attn_implementation="eager")  # the eager path's bmm calls are counted
+    with torch.device("meta"):
+        encoder, head = BertEncoder(config).eval(), BertPooler(config)
+        x = torch.empty(batch, seq, config.hidden_size)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        out, _, _ = encoder(x)
+        if pooler:
+            head(out)
+    return counter.get_total_flops()
+
+
+def _config(**kw) -> BertConfig:
+    return BertConfig(**kw)
+
+
+@pytest.mark.parametrize("kw, batch, seq", [
+    ({}, 2, 128),  # BERT-base
+    ({"hidden_size": 1024, "num_hidden_layers": 2, "num_attention_heads": 16, "intermediate_size": 4096}, 1, 512),
+    ({"hidden_size": 96, "num_hidden_layers": 3, "num_attention_heads": 3, "intermediate_size": 200}, 5, 7),
+    ({"hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 256}, 1, 1),
+])
+@pytest.mark.parametrize("pooler", [True, False])
+def test_forward_flops_matches_flop_counter(kw, batch, seq, pooler):
+    config = _config(**kw)
+    assert forward_flops(config, batch, seq, pooler=pooler) == counted(config, batch, seq, pooler)
+
+
+def test_bert_base_by_hand():
+    # 12 layers x (2 x (4 x 768^2 + 2 x 768 x 3072) + 4 x 128 x 768) = 12 x (14,155,776 + 393,216)
+    assert flops_per_token(BertConfig(), 128) == 12 * (14_155_776 + 393_216) == 174_587_904
+    # 8 x 128 tokens, plus the pooler: 2 x 768^2 per sequence
+    assert forward_flops(BertConfig(), 8, 128) == 1024 * 174_587_904 + 8 * 1_179_648
+
+
+def test_two_times_weight_matrices():
+    # the seq-independent part is exactly 2 FLOPs per weight-matrix entry of the encoder
+    config = BertConfig()
+    with torch.device("meta"):
+        encoder = BertEncoder(config)
+    matrices = sum(p.numel() for p in encoder.parameters() if p.dim() == 2)
+    slope = flops_per_token(config, 2) - flops_per_token(config, 1)
+    assert flops_per_token(config, 1) - slope == 2 * matrices
+
+
+@pytest.mark.parametrize("bad", [0, -3, 1.5, True, None, "128"])
+def test_bad_sizes_raise(bad):
+    with pytest.raises(ValueError, match="seq_len"):
+        flops_per_token(BertConfig(), bad)
+    with pytest.raises(ValueError, match="batch"):
+        forward_flops(BertConfig(), bad, 16)
+
+
+# ---- the benchmark's prototype fast path (benchmarks/proposed.py) ---------------------------------------------
+
+SMALL = dict(vocab_size=120, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+             max_position_embeddings=40)
+
+
+def pair():
+    torch.manual_seed(0)
+    hf = transformers.BertModel(transformers.BertConfig(**SMALL, attn_implementation="sdpa")).eval()
+    mb = BertModel(BertConfig(**SMALL)).eval()
+    mb.load_state_dict(hf.state_dict(), strict=True)
+    return hf, mb
+
+
+def batch(padded: bool):
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(1, 120, (4, 24), generator=g)
+    lengths = torch.tensor([24, 20, 9, 1]) if padded else torch.full((4,), 24)
+    mask = (torch.arange(24)[None, :] < lengths[:, None]).long()
+    return ids * mask, mask
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_proposed_fast_path_matches_transformers_and_eager(padded):
+    hf, mb = pair()
+    ids, mask = batch(padded)
+    real = mask.bool()
+    with torch.inference_mode():
+        ref = hf(input_ids=ids, attention_mask=mask)
+        fast = proposed.model_forward(mb, ids, mask)
+        eager_config = BertConfig(**SMALL, attn_implementation="eager")
+        eager = BertModel(eager_config).eval()
+        eager.load_state_dict(mb.state_dict())
+        slow = eager(ids, attention_mask=mask)
+    for other in (ref, slow):
+        assert torch.allclose(fast.last_hidden_state[real], other.last_hidden_state[real], atol=1e-5, rtol=0)
+        assert torch.allclose(fast.pooler_output, other.pooler_output, atol=1e-5, rtol=0)
+    if padded:  # padded positions carry no information: the packed path returns zeros there
+        assert fast.last_hidden_state[~real].abs().max() == 0
+
+
+def test_fused_cache_follows_weight_changes():
+    hf, mb = pair()
+    ids, mask = batch(True)
+    with torch.inference_mode():
+        proposed.model_forward(mb, ids, mask)  # fills the caches
+    with torch.no_grad():  # an in-place update, as an optimizer step does
+        for layer in mb.encoder.layer:
+            layer.attention.self.key.weight.mul_(1.5)
+            layer.attention.self.value.bias.add_(0.1)
+    hf.load_state_dict(mb.state_dict())
+    with torch.inference_mode():
+        want = hf(input_ids=ids, attention_mask=mask).last_hidden_state[mask.bool()]
+        have = proposed.model_forward(mb, ids, mask).last_hidden_state[mask.bool()]
+    assert torch.allclose(have, want, atol=1e-5, rtol=0)
+    original = pair()[0]
+    mb.load_state_dict(original.state_dict())  # load_state_dict copies in place, too
+    with torch.inference_mode():
+        want = original(input_ids=ids, attention_mask=mask).last_hidden_state[mask.bool()]
+        again = proposed.model_forward(mb, ids, mask).last_hidden_state[mask.bool()]
+    assert torch.allclose(again, want, atol=1e-5, rtol=0)
+    assert not torch.allclose(again, have, atol=1e-3)
+
+
+def test_fused_path_trains():
+    # with gradients the stacked weight is rebuilt each call, so gradients reach query/key/value
+    _, mb = pair()
+    ids, mask = batch(True)
+    out = proposed.model_forward(mb, ids, mask).last_hidden_state[mask.bool()].square().sum()
+    out.backward()
+    for layer in mb.encoder.layer:
+        for name in ("query", "key", "value"):
+            assert getattr(layer.attention.self, name).weight.grad.abs().sum() > 0
