@@ -46,3 +46,8 @@ slides: setup
 classroom: setup
 	$(VENV_PY) -m minibert student --out _build/classroom
 	$(VENV_PY) -m minibert slides --out _build/classroom/slides
+
+# Forward-pass speed of minibert against transformers (CPU; the GPU cases run when CUDA is present).
+.PHONY: bench
+bench: setup
+	$(VENV_PY) benchmarks/forward.py $(BENCH_ARGS)
