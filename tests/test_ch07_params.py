@@ -194,3 +194,23 @@ def test_random_configs_match_transformers(c, head, pooler):
         assert numel(model) == want
     else:
         assert numel(build(c, head, ours=False)) == count_parameters(c, head=head).total
+
+
+def test_exercise_checks_accept_right_and_reject_wrong_answers():
+    from minibert.exercises import ExerciseError, ch07
+
+    ch07.check_layer_parameters(lambda d, f: 4 * d * d + 2 * d * f + 9 * d + f)
+    with pytest.raises(ExerciseError, match="biases"):
+        ch07.check_layer_parameters(lambda d, f: 4 * d * d + 2 * d * f + 4 * d)  # weights and LayerNorms only
+    colleague = 50_000 * 768 + 512 * 768 + 2 * 768 + 2 * 768 + 12 * 7_087_872
+    ch07.check_colleague_total(colleague)
+    with pytest.raises(ExerciseError, match="pooler"):
+        ch07.check_colleague_total(colleague + 768 * 768 + 768)
+    with pytest.raises(ExerciseError, match="7.2"):
+        ch07.check_colleague_total(colleague - 1)
+    ch07.check_adam_training_gib(lambda n: 16 * n / 2**30)
+    with pytest.raises(ExerciseError, match="2\\*\\*30"):
+        ch07.check_adam_training_gib(lambda n: 16 * n / 1e9)
+    ch07.check_max_layers(10)  # 16,154,112 + 10 · 3,152,384 = 47,677,952 < 50M; 11 layers: 50,830,336
+    with pytest.raises(ExerciseError, match="7.4"):
+        ch07.check_max_layers(11)

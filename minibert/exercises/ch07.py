@@ -41,9 +41,9 @@ def _base_like(V: int, P: int = 512, T: int = 2, d: int = 768, f: int = 3072, L:
 def check_colleague_total(answer) -> None:
     not_done(answer, "7.2")
     want, pooler = _base_like(50_000)
-    expect(answer != want + pooler, "7.2", f"{answer:,} includes the pooler.",
+    expect(answer != want + pooler, "7.2", f"{answer!r} includes the pooler.",
            "the colleague's model has no pooler: leave out its d² + d.")
-    expect(answer != 30522 * 768 + want - 50_000 * 768, "7.2", f"{answer:,} is BERT-base's vocabulary (30,522).",
+    expect(answer != 30522 * 768 + want - 50_000 * 768, "7.2", f"{answer!r} is BERT-base's vocabulary (30,522).",
            "the word-embedding table has one row of d = 768 per token: 50,000 rows here.")
     expect(answer == want, "7.2", f"got {answer!r}, expected a different number of parameters.",
            "embeddings V·d + P·d + T·d + 2d, plus L · (4d² + 2·d·f + 9d + f); no pooler.")
