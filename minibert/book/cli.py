@@ -47,6 +47,12 @@ def _cmd_book(book, args) -> int:
     return 0
 
 
+def _cmd_app(book, args) -> int:
+    from .app import serve
+
+    return serve(book, port=args.port, notebook=args.notebook, open_browser=args.open)
+
+
 def _cmd_run(book, args) -> int:
     from .execute import execute_notebooks
     from .mirror import sync
@@ -171,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("book", help="render the course to HTML in _build/book/")
     p.add_argument("--out", help="output folder (default: _build/book)")
     p.set_defaults(func=_cmd_book)
+
+    p = sub.add_parser("app", help="serve chapter 07's parameter calculator on localhost with Voila")
+    p.add_argument("--port", type=int, default=8866, help="port on 127.0.0.1 (default: 8866; 0: any free port)")
+    p.add_argument("--notebook", help="the notebook to serve (default: app/calculator.ipynb)")
+    p.add_argument("--open", action="store_true", help="also open the page in the default web browser")
+    p.set_defaults(func=_cmd_app)
 
     p = sub.add_parser("run", help="execute notebooks top to bottom in place, saving outputs, then sync")
     p.add_argument("chapters", nargs="*", help="chapter numbers or notebook names (default: all)")

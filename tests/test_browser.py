@@ -1,0 +1,360 @@
+"""The book and the calculator app in a real browser: Playwright for Python driving Debian's chromium.
+
+The book is served from 127.0.0.1 and every request the pages make is routed through a guard that aborts
+(and records) anything not on localhost, so the tests prove the site works offline. Screenshots go to
+_build/screenshots/. With no browser installed these tests skip, except under CI (env CI set), where they fail.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import http.server
+import os
+import re
+import shutil
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import nbformat
+import pytest
+
+from minibert.book import render
+from minibert.book.project import load_book
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = ROOT / "_build" / "screenshots"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+BOOK = load_book(ROOT)
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def _chromium() -> str | None:
+    for candidate in (os.environ.get("MINIBERT_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
+                      shutil.which("chromium-browser")):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def _unavailable(reason: str):
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    path = _chromium()
+    if path is None:
+        _unavailable("no Chromium browser: install Debian's chromium (`apt-get install chromium`; .ci/run does) "
+                     "or point MINIBERT_CHROMIUM at one")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright package is missing: `make setup` installs it with the test extra")
+    playwright = sync_playwright().start()
+    try:
+        chromium = playwright.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+    finally:
+        playwright.stop()
+
+
+class Guard:
+    """Records every request of a browser context; aborts and remembers those that leave localhost."""
+
+    def __init__(self, context):
+        self.external: list[str] = []
+        self.failed: list[str] = []  # responses with an HTTP error status, and requests that failed
+        self.errors: list[str] = []  # uncaught JavaScript errors
+        context.route("**/*", self._route)
+        context.on("response", lambda r: r.status >= 400 and self.failed.append(f"{r.status} {r.url}"))
+        context.on("requestfailed", self._request_failed)
+
+    def _route(self, route):
+        url = route.request.url
+        if urlsplit(url).scheme in ("data", "blob", "about") or urlsplit(url).hostname in LOCAL_HOSTS:
+            route.continue_()
+        else:
+            self.external.append(url)
+            route.abort("blockedbyclient")
+
+    def _request_failed(self, request):
+        if request.url not in self.external:
+            self.failed.append(f"{request.failure} {request.url}")
+
+    def watch(self, page):
+        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        return page
+
+    def check(self):
+        assert not self.external, f"requests left localhost: {self.external}"
+        assert not self.failed, f"failed requests: {self.failed}"
+        assert not self.errors, f"JavaScript errors: {self.errors}"
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def serve():
+    """serve(folder) -> base URL of a static HTTP server for `folder` on 127.0.0.1."""
+    servers = []
+
+    def start(folder: Path) -> str:
+        handler = functools.partial(_QuietHandler, directory=str(folder))
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def book_url(serve, tmp_path_factory):
+    out = tmp_path_factory.mktemp("book")
+    render.build_book(BOOK, out, progress=False)
+    return serve(out)
+
+
+@pytest.fixture
+def page(browser, request):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    guard = Guard(context)
+    page = guard.watch(context.new_page())
+    page.guard = guard
+    yield page
+    context.close()
+
+
+def _shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / name), full_page=True)
+
+
+def _rendered_images(page) -> int:
+    """Images on the page that loaded and have pixels."""
+    return page.evaluate("() => [...document.images].filter(i => i.complete && i.naturalWidth > 0).length")
+
+
+def _has_math(nb) -> bool:
+    return any(cell.cell_type == "markdown" and re.search(r"\$[^$\s][^$]*\$|\\\(|\\\[", cell.source)
+               for cell in nb.cells)
+
+
+def _has_saved_widgets(nb) -> bool:
+    return "widgets" in nb.metadata and any(
+        "application/vnd.jupyter.widget-view+json" in out.get("data", {})
+        for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs)
+
+
+# ---------------------------------------------------------------------------------------------- the book
+
+
+def test_index_lists_every_chapter(page, book_url):
+    page.goto(book_url + "index.html")
+    assert page.title() == BOOK.title
+    assert page.locator("h1").first.inner_text() == BOOK.title
+    hrefs = page.locator("ol.chapters h2 a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
+    assert hrefs == [render.page_name(c) for c in BOOK.chapters]
+    _shot(page, "book-index.png")
+    page.guard.check()
+
+
+@pytest.mark.parametrize("chapter", BOOK.chapters, ids=[c.stem for c in BOOK.chapters])
+def test_each_chapter_link_opens_a_page_with_title_and_figure(page, book_url, chapter):
+    page.goto(book_url + "index.html")
+    page.locator(f'ol.chapters a[href="{render.page_name(chapter)}"]').click()
+    page.wait_for_load_state("load")
+    assert page.url == book_url + render.page_name(chapter)
+    assert chapter.title in page.title()
+    assert chapter.title in page.locator("main h1").first.inner_text()
+    assert page.locator(".jp-RenderedImage img, .jp-RenderedSVG svg").count() >= 1, \
+        f"{chapter.notebook} has no figure (a plot or picture in an output)"
+    assert _rendered_images(page) >= 1, f"{chapter.notebook}: no image has loaded"
+    nb = nbformat.read(BOOK.path(chapter.notebook), as_version=4)
+    if _has_math(nb):
+        page.wait_for_selector(".MathJax_CHTML", state="attached", timeout=30_000)
+        page.wait_for_function("() => window.MathJax && MathJax.Hub && MathJax.Hub.queue.pending === 0 "
+                               "&& !document.querySelector('.MathJax_Processing')", timeout=30_000)
+    if _has_saved_widgets(nb):
+        page.wait_for_selector(".jupyter-widgets", timeout=30_000)
+    _shot(page, f"book-{chapter.stem}.png")
+    page.guard.check()
+
+
+def test_glossary_lists_terms_from_every_chapter(page, book_url):
+    page.goto(book_url + "index.html")
+    page.locator("nav.site a", has_text="Glossary").click()
+    page.wait_for_load_state("load")
+    rows = page.locator("table.glossary tbody tr")
+    assert rows.count() > 0
+    missing = []
+    for chapter in BOOK.chapters:
+        link = page.locator(f'table.glossary a[href="{render.page_name(chapter)}#Terms"]')
+        if link.count() == 0:
+            missing.append(chapter.notebook)
+    _shot(page, "book-glossary.png")
+    assert not missing, f"the glossary has no terms from {missing}"
+    # A term's chapter link lands on that chapter's Terms table.
+    page.locator("table.glossary tbody tr a").first.click()
+    page.wait_for_load_state("load")
+    assert page.url.endswith("#Terms") and page.locator("#Terms").is_visible()
+    page.guard.check()
+
+
+# A two-cell course written here, so the math, the figure, a markdown image and saved widgets are tested
+# whatever the chapters contain today.
+FIXTURE_CELLS = [
+    ("markdown", "# 00 · Fixture chapter\n\n**Learning goals**\n\n1. See $E = mc^2$ typeset offline.\n"),
+    ("markdown", "Inline $\\sqrt{d_{head}}$ and display math:\n\n$$\\sum_{i=1}^{n} i = \\frac{n(n+1)}{2}$$\n\n"
+                 "![a red dot](dot.png)"),
+    ("code", "import matplotlib.pyplot as plt\n"
+             "plt.plot([0, 1, 2], [0, 1, 4])\nplt.show()"),
+    ("code", "import ipywidgets as widgets\n"
+             "layers = widgets.IntSlider(value=7, min=1, max=48, description='Layers')\n"
+             "total = widgets.HTML('<span class=\"fixture-total\">109,482,240</span>')\n"
+             "widgets.VBox([layers, total])"),
+    ("markdown", "## Terms\n\n| English | 中文 |\n|---|---|\n| widget | 小部件 |\n"),
+]
+RED_DOT = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAQAAAAECAIAAAAmkwkpAAAAEklEQVR4nGP4z8AARwzEcQYGAMdsC/Xm0+f2AAAAAElFTkSuQmCC")
+
+
+@pytest.fixture(scope="module")
+def fixture_book_url(serve, tmp_path_factory):
+    from minibert.book.execute import execute_notebook
+
+    root = tmp_path_factory.mktemp("fixture")
+    (root / "notebooks").mkdir()
+    (root / "notebooks" / "dot.png").write_bytes(RED_DOT)
+    (root / "node_modules").symlink_to(ROOT / "node_modules", target_is_directory=True)
+    make = {"markdown": nbformat.v4.new_markdown_cell, "code": nbformat.v4.new_code_cell}
+    nb = nbformat.v4.new_notebook(cells=[make[kind](source) for kind, source in FIXTURE_CELLS])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, root / "notebooks" / "00_fixture.ipynb")
+    (root / "book.toml").write_text(
+        '[book]\ntitle = "Fixture"\nauthors = ["Tests"]\nlanguage = "en"\ndescription = "A test course."\n\n'
+        '[[chapters]]\nnotebook = "notebooks/00_fixture.ipynb"\ntitle = "Fixture chapter"\n'
+        'module = "minibert/fixture.py"\n')
+    book = load_book(root)
+    execute_notebook(book, book.chapters[0], timeout=120)
+    executed = nbformat.read(root / "notebooks" / "00_fixture.ipynb", as_version=4)
+    state = executed.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    sliders = [m["state"] for m in state.values() if m["model_name"] == "IntSliderModel"]
+    assert [s["value"] for s in sliders] == [7], "minibert run must store the widgets' state in the notebook"
+    render.build_book(book, root / "_build" / "book", progress=False)
+    return serve(root / "_build" / "book")
+
+
+def test_formulas_figures_images_and_saved_widgets_render_offline(page, fixture_book_url):
+    page.goto(fixture_book_url + "00_fixture.html")
+    # MathJax (local copy) typesets the inline and display formulas and leaves no TeX source visible.
+    page.wait_for_function("() => window.MathJax && MathJax.Hub && MathJax.Hub.queue.pending === 0 "
+                           "&& document.querySelectorAll('.MathJax_CHTML').length >= 3", timeout=30_000)
+    assert page.locator(".MJXc-display .MathJax_CHTML").count() >= 1
+    main_text = page.locator("main").inner_text()
+    assert "\\frac" not in main_text and "$E = mc^2$" not in main_text
+    # The saved widget state renders through the local widget manager, as it was when the notebook ran.
+    slider = page.locator(".widget-slider", has_text="Layers")
+    slider.wait_for(timeout=30_000)
+    assert slider.locator(".widget-readout").inner_text().strip() == "7"
+    assert page.locator(".fixture-total").inner_text() == "109,482,240"
+    # The matplotlib figure and the markdown image (embedded from dot.png) both have pixels.
+    assert page.locator(".jp-RenderedImage img").count() == 1
+    assert page.locator('img[alt="a red dot"]').evaluate("i => i.src.startsWith('data:image/png;base64,')")
+    assert _rendered_images(page) == 2
+    # The index shows the goal typeset too.
+    _shot(page, "fixture-chapter.png")
+    page.goto(fixture_book_url + "index.html")
+    page.wait_for_selector("ol.chapters .MathJax_CHTML", timeout=30_000)
+    page.guard.check()
+
+
+# ---------------------------------------------------------------------------------------------- the app
+
+
+def _bert_parameters(V: int, P: int, T: int, d: int, f: int, L: int) -> int:
+    """BertModel's parameter count by hand: embeddings + L encoder layers + pooler."""
+    embeddings = V * d + P * d + T * d + 2 * d  # three tables and a LayerNorm
+    attention = 4 * (d * d + d) + 2 * d  # q, k, v, output dense; LayerNorm
+    feed_forward = (d * f + f) + (f * d + d) + 2 * d  # intermediate, output dense; LayerNorm
+    return embeddings + L * (attention + feed_forward) + (d * d + d)
+
+
+def test_the_formula_in_this_file_gives_bert_base():
+    assert _bert_parameters(30522, 512, 2, 768, 3072, 12) == 109_482_240
+
+
+def _set_int(control, value: int) -> None:
+    """Type a value into an ipywidgets integer box or slider readout, as a user would."""
+    box = control.locator("input")
+    if box.count():
+        box.first.fill(str(value))
+        box.first.press("Enter")
+    else:
+        readout = control.locator(".widget-readout")
+        readout.click()
+        readout.press("Control+A")
+        readout.type(str(value))
+        readout.press("Enter")
+
+
+def test_app_shows_the_calculator_and_updates_the_total(browser, tmp_path):
+    from playwright.sync_api import expect
+
+    import minibert
+    from minibert.book.app import start_app, stop_app, wait_until_serving
+    from minibert.config import BertConfig
+
+    large = BertConfig.from_preset("bert-large-uncased")
+    shape = dict(V=large.vocab_size, P=large.max_position_embeddings, T=large.type_vocab_size, d=large.hidden_size,
+                 f=large.intermediate_size)
+    expected = _bert_parameters(**shape, L=large.num_hidden_layers)
+    assert expected == 335_141_888  # bert-large-uncased, as published
+    if hasattr(minibert, "count_parameters"):
+        counted = minibert.count_parameters(large)
+        assert getattr(counted, "total", counted) == expected
+    fewer = _bert_parameters(**shape, L=6)
+
+    log_path = tmp_path / "voila.log"
+    with open(log_path, "w") as log:
+        process, url = start_app(BOOK, log=log)
+        context = None
+        try:
+            wait_until_serving(process, url, timeout=90)
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            guard = Guard(context)
+            page = guard.watch(context.new_page())
+            page.goto(url, timeout=120_000)
+            preset = page.locator(".widget-dropdown", has=page.locator("label", has_text=re.compile(r"^\s*Preset\s*$")))
+            preset.locator("select").wait_for(timeout=120_000)
+            assert "parameter_calculator" not in page.locator("body").inner_text(), "Voilà must hide the code"
+            preset.locator("select").select_option("bert-large-uncased")
+            total = page.locator(".minibert-total")
+            expect(total).to_have_text(f"{expected:,}", timeout=30_000)
+            _shot(page, "app-bert-large-uncased.png")
+            layers = page.locator(".widget-inline-hbox", has=page.locator("label", has_text=re.compile(r"^\s*Layers\s*$")))
+            _set_int(layers.first, 6)
+            expect(total).to_have_text(f"{fewer:,}", timeout=30_000)
+            _shot(page, "app-6-layers.png")
+            guard.check()
+        except Exception:
+            print(log_path.read_text() if log_path.exists() else "(no Voilà log)")
+            raise
+        finally:
+            if context is not None:
+                context.close()
+            stop_app(process)
+    assert process.poll() is not None, "the Voilà server must be stopped"
