@@ -1,0 +1,144 @@
+"""Chapter 03: activations, BertIntermediate + BertOutput, against transformers and arithmetic by hand."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+import transformers
+from torch import nn
+from transformers.activations import ACT2FN
+from transformers.models.bert import modeling_bert as hf
+
+from minibert import ACT2CLS, HIDDEN_ACTS, BertConfig, BertIntermediate, BertOutput, get_activation
+
+torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("name", ["gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu"])
+def test_activation_matches_transformers(name):
+    x = torch.linspace(-8, 8, 4001)
+    assert torch.allclose(get_activation(name)(x), ACT2FN[name](x), atol=1e-6, rtol=0)
+
+
+def test_every_activation_the_config_accepts_is_known():
+    assert set(ACT2CLS) == set(HIDDEN_ACTS)
+
+
+def test_gelu_is_exact_erf_and_tanh_versions_differ():
+    x = torch.linspace(-6, 6, 2001, dtype=torch.float64)
+    by_hand = 0.5 * x * (1 + torch.erf(x / math.sqrt(2)))
+    assert torch.allclose(get_activation("gelu")(x), by_hand, atol=1e-12, rtol=0)
+    tanh_by_hand = 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    assert torch.allclose(get_activation("gelu_new")(x), tanh_by_hand, atol=1e-12, rtol=0)
+    gap = (by_hand - tanh_by_hand).abs().max().item()
+    assert 1e-4 < gap < 5e-4  # different functions, but close: the number chapter 03 prints (4.7e-04)
+
+
+@pytest.mark.parametrize("name", ["swish!", "GELU", "", "gelu_fast"])
+def test_unknown_activation_lists_known_names(name):
+    with pytest.raises(ValueError) as info:
+        get_activation(name)
+    message = str(info.value)
+    assert repr(name) in message
+    for known in ("gelu", "gelu_new", "relu"):
+        assert repr(known) in message
+
+
+def test_config_with_unknown_activation_is_refused():
+    config = BertConfig(hidden_size=12, num_attention_heads=2, intermediate_size=24)
+    config.hidden_act = "swish!"
+    with pytest.raises(ValueError, match="swish!"):
+        BertIntermediate(config)
+
+
+@pytest.mark.parametrize("hidden,heads,inter,act", [
+    (36, 3, 144, "gelu"), (36, 1, 37, "gelu_new"), (24, 2, 96, "relu"), (64, 4, 256, "gelu"),
+    (96, 12, 384, "gelu_pytorch_tanh"),
+])
+@pytest.mark.parametrize("shape", [(2, 7), (1, 1), (3, 5)])
+def test_ffn_matches_transformers(hidden, heads, inter, act, shape):
+    config = BertConfig(hidden_size=hidden, num_attention_heads=heads, intermediate_size=inter, hidden_act=act)
+    hf_config = transformers.BertConfig(hidden_size=hidden, num_attention_heads=heads, intermediate_size=inter,
+                                        hidden_act=act)
+    torch.manual_seed(hidden + inter)
+    ours_i, ours_o = BertIntermediate(config).eval(), BertOutput(config).eval()
+    hf_i, hf_o = hf.BertIntermediate(hf_config).eval(), hf.BertOutput(hf_config).eval()
+    hf_i.load_state_dict(ours_i.state_dict(), strict=True)
+    hf_o.load_state_dict(ours_o.state_dict(), strict=True)
+    x = torch.randn(*shape, hidden)
+    with torch.no_grad():
+        h = ours_i(x)
+        assert h.shape == (*shape, inter)
+        assert torch.allclose(h, hf_i(x), atol=1e-5, rtol=0)
+        assert torch.allclose(ours_o(h, x), hf_o(hf_i(x), x), atol=1e-5, rtol=0)
+
+
+def test_state_dict_keys():
+    config = BertConfig(hidden_size=12, num_attention_heads=2, intermediate_size=24)
+    assert list(BertIntermediate(config).state_dict()) == ["dense.weight", "dense.bias"]
+    assert BertIntermediate(config).dense.weight.shape == (24, 12)  # Linear stores (out, in)
+
+
+def test_position_wise_permutation_and_independence():
+    config = BertConfig(hidden_size=20, num_attention_heads=2, intermediate_size=80)
+    torch.manual_seed(0)
+    inter, out = BertIntermediate(config).eval(), BertOutput(config).eval()
+    ffn = lambda x: out(inter(x), x)  # noqa: E731
+    x = torch.randn(2, 9, 20)
+    perm = torch.randperm(9)
+    with torch.no_grad():
+        y = ffn(x)
+        assert torch.allclose(ffn(x[:, perm]), y[:, perm], atol=1e-6, rtol=0)
+        x2 = x.clone()
+        x2[1, 4] += 1.0
+        moved = (ffn(x2) - y).abs().amax(-1) > 0
+        assert moved.sum().item() == 1 and moved[1, 4]
+        alone = torch.stack([ffn(x[0, t:t + 1][None])[0, 0] for t in range(9)])
+        assert torch.allclose(alone, y[0], atol=1e-6, rtol=0)
+
+
+def test_conv1d_kernel_1_equals_linear():
+    torch.manual_seed(4)
+    conv = nn.Conv1d(36, 144, kernel_size=1)
+    lin = nn.Linear(36, 144)
+    with torch.no_grad():
+        lin.weight.copy_(conv.weight.squeeze(-1))
+        lin.bias.copy_(conv.bias)
+    x = torch.randn(2, 7, 36)
+    assert torch.allclose(conv(x.transpose(1, 2)).transpose(1, 2), lin(x), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("d,f", [(768, 3072), (1024, 4096), (36, 144), (5, 7)])
+def test_ffn_parameter_count_by_hand(d, f):
+    config = BertConfig(hidden_size=d, num_attention_heads=1, intermediate_size=f)
+    count = sum(p.numel() for p in BertIntermediate(config).parameters())
+    count += sum(p.numel() for p in BertOutput(config).dense.parameters())
+    assert count == 2 * d * f + f + d
+
+
+def test_gradients_flow():
+    config = BertConfig(hidden_size=12, num_attention_heads=2, intermediate_size=24)
+    inter = BertIntermediate(config)
+    x = torch.randn(2, 3, 12, requires_grad=True)
+    inter(x).sum().backward()
+    assert x.grad is not None and inter.dense.weight.grad is not None
+    assert torch.isfinite(x.grad).all()
+
+
+def test_exercise_checks_reject_wrong_answers():
+    from minibert.exercises import ExerciseError, ch03
+    with pytest.raises(ExerciseError, match="tanh"):
+        ch03.check_gelu(lambda x: F.gelu(x, approximate="tanh"))
+    with pytest.raises(ExerciseError, match="ReLU"):
+        ch03.check_gelu(torch.relu)
+    ch03.check_gelu(lambda x: 0.5 * x * (1 + torch.erf(x / math.sqrt(2))))
+    with pytest.raises(ExerciseError, match="3.2"):
+        ch03.check_conv_to_linear(lambda conv: nn.Linear(conv.in_channels, conv.out_channels))
+    with pytest.raises(ExerciseError, match="biases"):
+        ch03.check_large_ffn(2 * 1024 * 4096, 24 * 2 * 1024 * 4096)
+    with pytest.raises(ExerciseError, match="LayerNorm"):
+        ch03.check_large_ffn(2 * 1024 * 4096 + 4096 + 3 * 1024, 0)
+    ch03.check_large_ffn(2 * 1024 * 4096 + 4096 + 1024, 24 * (2 * 1024 * 4096 + 4096 + 1024))
+    with pytest.raises(ExerciseError, match="3.4"):
+        ch03.check_token_by_token(lambda i, o, x: o(i(x), x))  # adds the residual and LayerNorm

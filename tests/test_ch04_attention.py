@@ -1,0 +1,272 @@
+"""Chapter 04: masks, BertSelfAttention and BertAttention against F.scaled_dot_product_attention,
+torch.nn.MultiheadAttention and transformers, for both attention paths."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+import transformers
+from torch import nn
+from transformers.models.bert import modeling_bert as hf
+
+from minibert import BertAttention, BertConfig, BertSelfAttention, extended_attention_mask
+
+torch.set_num_threads(1)
+
+# (hidden, heads): one head, two heads, BERT's 12 heads, odd widths
+SHAPES = [(36, 1), (36, 2), (36, 12), (24, 12), (10, 2), (48, 3)]
+IMPLS = ["eager", "sdpa"]
+
+
+def _config(hidden, heads, impl, **kw):
+    return BertConfig(hidden_size=hidden, num_attention_heads=heads, intermediate_size=2 * hidden,
+                      attn_implementation=impl, **kw)
+
+
+def _padding(B, T, seed=0):
+    """(B, T) 0/1 masks with lengths from T down to 1 (never all padding)."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, T + 1, (B,), generator=g)
+    lengths[0] = T
+    return (torch.arange(T)[None, :] < lengths[:, None]).long()
+
+
+def _mask_for(impl, keep):
+    """The mask as BertModel (and transformers) hands it to each path."""
+    return extended_attention_mask(keep) if impl == "eager" else keep.bool()[:, None, None, :]
+
+
+def _by_hand(sa, x, keep):
+    """Attention with plain loops over heads, from the Linear weights: an independent reference."""
+    B, T, C = x.shape
+    H = sa.num_attention_heads
+    D = C // H
+    q, k, v = F.linear(x, sa.query.weight, sa.query.bias), F.linear(x, sa.key.weight, sa.key.bias), \
+        F.linear(x, sa.value.weight, sa.value.bias)
+    out = torch.empty(B, T, C)
+    for b in range(B):
+        for h in range(H):
+            cols = slice(h * D, (h + 1) * D)
+            s = q[b, :, cols] @ k[b, :, cols].T / math.sqrt(D)  # (T, T)
+            s = s.masked_fill(keep[b][None, :] == 0, float("-inf"))
+            out[b, :, cols] = s.softmax(-1) @ v[b, :, cols]
+    return out
+
+
+# ---------------------------------------------------------------- the mask helper
+
+def test_extended_attention_mask_values_and_shape():
+    keep = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
+        m = extended_attention_mask(keep, dtype)
+        assert m.shape == (2, 1, 1, 3) and m.dtype == dtype
+        lowest = torch.finfo(dtype).min
+        assert m[0, 0, 0].tolist() == [0.0, 0.0, lowest]
+        assert m[1, 0, 0].tolist() == [0.0, lowest, lowest]
+
+
+def test_extended_attention_mask_rejects_wrong_rank():
+    with pytest.raises(ValueError, match=r"\(2, 1, 1, 3\)"):
+        extended_attention_mask(torch.ones(2, 1, 1, 3))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_padded_keys_get_zero_weight_and_all_padding_is_finite(dtype):
+    keep = torch.tensor([[1, 1, 1, 0], [0, 0, 0, 0]])
+    scores = torch.randn(2, 2, 4, 4).to(dtype)
+    probs = (scores + extended_attention_mask(keep, dtype)).float().softmax(-1)
+    assert (probs[0, :, :, 3] == 0).all()
+    assert torch.isfinite(probs).all()
+    assert torch.allclose(probs[1], torch.full((2, 4, 4), 0.25))
+
+
+# ---------------------------------------------------------------- the modules
+
+@pytest.mark.parametrize("hidden,heads", SHAPES)
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("padded", [False, True])
+def test_self_attention_matches_loops_by_hand(hidden, heads, impl, padded):
+    torch.manual_seed(hidden * heads)
+    sa = BertSelfAttention(_config(hidden, heads, impl)).eval()
+    B, T = 3, 7
+    x = torch.randn(B, T, hidden)
+    keep = _padding(B, T, hidden) if padded else torch.ones(B, T, dtype=torch.long)
+    with torch.no_grad():
+        context, probs = sa(x, _mask_for(impl, keep))
+        assert context.shape == (B, T, hidden)
+        assert torch.allclose(context, _by_hand(sa, x, keep), atol=1e-5, rtol=0)
+    assert (probs is None) == (impl == "sdpa")
+
+
+@pytest.mark.parametrize("hidden,heads", SHAPES)
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("B,T", [(2, 6), (1, 1), (4, 3)])
+def test_attention_matches_transformers(hidden, heads, impl, padded, B, T):
+    torch.manual_seed(hidden + heads + T)
+    ours = BertAttention(_config(hidden, heads, impl)).eval()
+    hf_config = transformers.BertConfig(hidden_size=hidden, num_attention_heads=heads, intermediate_size=2 * hidden)
+    hf_config._attn_implementation = impl
+    theirs = hf.BertAttention(hf_config).eval()
+    theirs.load_state_dict(ours.state_dict(), strict=True)
+    x = torch.randn(B, T, hidden)
+    keep = _padding(B, T, B + T) if padded else torch.ones(B, T, dtype=torch.long)
+    mask = _mask_for(impl, keep) if padded else None
+    with torch.no_grad():
+        assert torch.allclose(ours(x, mask)[0], theirs(x, attention_mask=mask)[0], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_all_padding_sequence_matches_transformers_and_is_finite(impl):
+    torch.manual_seed(1)
+    ours = BertAttention(_config(36, 3, impl)).eval()
+    hf_config = transformers.BertConfig(hidden_size=36, num_attention_heads=3, intermediate_size=72)
+    hf_config._attn_implementation = impl
+    theirs = hf.BertAttention(hf_config).eval()
+    theirs.load_state_dict(ours.state_dict(), strict=True)
+    keep = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [0, 0, 0, 0]])
+    mask = _mask_for(impl, keep)
+    x = torch.randn(3, 4, 36)
+    with torch.no_grad():
+        a, b = ours(x, mask)[0], theirs(x, attention_mask=mask)[0]
+        context, _ = ours.self(x, mask)
+    assert torch.isfinite(a).all()
+    assert torch.allclose(a, b, atol=1e-5, rtol=0)
+    if impl == "eager":  # all keys masked equally: a plain average of the values
+        v = ours.self.value(x[2])  # (T, C)
+        assert torch.allclose(context[2], v.mean(0).expand(4, 36), atol=1e-5)
+    else:  # SDPA with a boolean mask and no key to keep returns zeros
+        assert (context[2] == 0).all()
+
+
+@pytest.mark.parametrize("hidden,heads", SHAPES)
+def test_eager_and_sdpa_agree_and_probabilities_are_returned(hidden, heads):
+    torch.manual_seed(7)
+    attn = BertAttention(_config(hidden, heads, "eager")).eval()
+    x = torch.randn(3, 5, hidden)
+    keep = _padding(3, 5, 3)
+    with torch.no_grad():
+        eager, probs = attn(x, _mask_for("eager", keep), output_attentions=True)
+        attn.self.attn_implementation = "sdpa"
+        sdpa, none = attn(x, _mask_for("sdpa", keep))
+        sdpa_float, _ = attn(x, _mask_for("eager", keep))  # SDPA also takes the additive mask
+        asked, probs2 = attn(x, _mask_for("sdpa", keep), output_attentions=True)  # falls back to eager
+    assert none is None
+    assert torch.allclose(eager, sdpa, atol=1e-5, rtol=0) and torch.allclose(eager, sdpa_float, atol=1e-5, rtol=0)
+    assert probs.shape == (3, heads, 5, 5) and torch.allclose(probs.sum(-1), torch.ones(3, heads, 5), atol=1e-5)
+    assert torch.allclose(asked, eager, atol=1e-5, rtol=0) and torch.allclose(probs2, probs, atol=1e-6)
+    padded_keys = (keep == 0)[:, None, None, :].expand_as(probs)
+    assert (probs[padded_keys] == 0).all()
+
+
+@pytest.mark.parametrize("hidden,heads", SHAPES)
+@pytest.mark.parametrize("impl", IMPLS)
+def test_matches_torch_multihead_attention(hidden, heads, impl):
+    torch.manual_seed(11)
+    mha = nn.MultiheadAttention(hidden, heads, batch_first=True).eval()
+    with torch.no_grad():
+        mha.in_proj_bias.normal_()
+    sa = BertSelfAttention(_config(hidden, heads, impl)).eval()
+    with torch.no_grad():
+        for lin, W, b in zip((sa.query, sa.key, sa.value), mha.in_proj_weight.chunk(3), mha.in_proj_bias.chunk(3)):
+            lin.weight.copy_(W)
+            lin.bias.copy_(b)
+    x = torch.randn(3, 6, hidden)
+    keep = _padding(3, 6, 5)
+    with torch.no_grad():
+        want, want_probs = mha(x, x, x, key_padding_mask=keep == 0, average_attn_weights=False)
+        context, _ = sa(x, _mask_for(impl, keep))
+        _, probs = sa(x, _mask_for("eager", keep), output_attentions=True)
+    assert torch.allclose(mha.out_proj(context), want, atol=1e-5, rtol=0)
+    assert torch.allclose(probs, want_probs, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("heads", [1, 2, 12])
+def test_matches_scaled_dot_product_attention(heads):
+    torch.manual_seed(heads)
+    sa = BertSelfAttention(_config(36, heads, "eager")).eval()
+    x = torch.randn(2, 5, 36)
+    keep = _padding(2, 5, 9)
+    with torch.no_grad():
+        q, k, v = (t.view(2, 5, heads, 36 // heads).transpose(1, 2) for t in (sa.query(x), sa.key(x), sa.value(x)))
+        ref = F.scaled_dot_product_attention(q, k, v, attn_mask=keep.bool()[:, None, None, :])
+        ours, _ = sa(x, extended_attention_mask(keep))
+    assert torch.allclose(ours, ref.transpose(1, 2).reshape(2, 5, 36), atol=1e-5, rtol=0)
+
+
+def test_split_heads_slices_the_hidden_dimension():
+    sa = BertSelfAttention(_config(12, 3, "eager"))
+    x = torch.randn(2, 4, 12)
+    s = sa.split_heads(x)
+    assert s.shape == (2, 3, 4, 4)
+    for h in range(3):
+        assert torch.equal(s[:, h], x[:, :, 4 * h:4 * h + 4])
+
+
+@pytest.mark.parametrize("hidden", [768, 36])
+def test_parameter_count_does_not_depend_on_heads(hidden):
+    counts = {sum(p.numel() for p in BertAttention(_config(hidden, h, "sdpa")).parameters())
+              for h in (1, 2, 12)}
+    assert counts == {4 * (hidden * hidden + hidden) + 2 * hidden}
+
+
+def test_state_dict_keys_match_transformers():
+    ours = BertAttention(_config(36, 3, "sdpa"))
+    theirs = hf.BertAttention(transformers.BertConfig(hidden_size=36, num_attention_heads=3, intermediate_size=72))
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_dropout_on_probabilities_only_in_training(impl):
+    torch.manual_seed(0)
+    sa = BertSelfAttention(_config(36, 3, impl, attention_probs_dropout_prob=0.5))
+    x = torch.randn(2, 5, 36)
+    sa.eval()
+    a, b = sa(x)[0], sa(x)[0]
+    assert torch.equal(a, b)
+    sa.train()
+    assert not torch.allclose(sa(x)[0], a)
+
+
+# ---------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("mask_shape", [(3, 6), (3, 1, 1, 5), (2, 1, 1, 6), (3, 6, 6)])
+def test_mask_that_does_not_fit_names_both_shapes(impl, mask_shape):
+    sa = BertSelfAttention(_config(36, 3, impl))
+    x = torch.randn(3, 6, 36)
+    with pytest.raises(ValueError) as info:
+        sa(x, torch.zeros(mask_shape))
+    assert str(tuple(mask_shape)) in str(info.value) and "(3, 6, 36)" in str(info.value)
+
+
+def test_hidden_states_of_the_wrong_width_are_refused():
+    sa = BertSelfAttention(_config(36, 3, "sdpa"))
+    with pytest.raises(ValueError, match=r"\(2, 5, 24\)"):
+        sa(torch.randn(2, 5, 24))
+
+
+def test_heads_that_do_not_divide_hidden_are_refused():
+    config = _config(36, 3, "sdpa")
+    config.num_attention_heads = 5
+    with pytest.raises(ValueError, match="36"):
+        BertSelfAttention(config)
+
+
+def test_exercise_checks_reject_wrong_answers():
+    from minibert.exercises import ExerciseError, ch04
+
+    def unscaled(q, k, v, mask=None):
+        return (q @ k.transpose(-1, -2)).softmax(-1) @ v
+
+    with pytest.raises(ExerciseError, match="not scaled"):
+        ch04.check_attention(unscaled)
+    with pytest.raises(ExerciseError, match="4.2"):  # a direct view mixes tokens and heads
+        ch04.check_heads(lambda x, h: x.view(x.shape[0], h, x.shape[1], -1),
+                         lambda x: x.transpose(1, 2).reshape(x.shape[0], x.shape[2], -1))
+    with pytest.raises(ExerciseError, match="4.3"):
+        ch04.check_load_from_mha(lambda sa, mha: None)
+    with pytest.raises(ExerciseError, match="LayerNorm"):
+        ch04.check_counts(8 * 12 * 128 * 128, 4 * (768 * 768 + 768))
+    ch04.check_counts(8 * 12 * 128 * 128, 4 * (768 * 768 + 768) + 2 * 768)
