@@ -42,6 +42,9 @@ WRONG_ANSWERS = {
     "0.2": ["return [h for h in range(1, hidden_size) if hidden_size % h == 0]",  # forgets hidden_size itself
             "return [h for h in range(1, 65) if hidden_size % h == 0]"],
     "0.3": ["message = 'hidden_size is wrong'"],
+    # the classic slip: a copy of the embedding matrix instead of the shared Parameter (generic answers cannot
+    # perturb a function that works in place and returns None)
+    "6.4": ["import torch\ndecoder.weight = torch.nn.Parameter(embedding.weight.detach().clone())"],
 }
 
 

@@ -233,7 +233,7 @@ That is where your work starts.
 
 ## Doing an exercise
 
-1. Read the exercise's prompt (the bold **Exercise N.M.** paragraph).
+1. Read the exercise's prompt (the paragraph or heading that starts with **Exercise N.M**).
 2. In the cell below it, replace the line `raise NotImplementedError("Exercise N.M: ...")` with your code.
    Keep the rest of the cell as it is: it sets up names the check needs.
 3. Run that cell, then the check cell right after it. The check compares your answer with an independent
@@ -248,6 +248,9 @@ environment the course sets up. From the course repository:
 
     make setup                      # once: creates .venv with everything the course needs
     .venv/bin/jupyter lab path/to/this/folder
+
+With your own Python 3.11 environment instead, install the course package into it once:
+`pip install -e "path/to/the/course[course]"`.
 
 Run a whole notebook from the command line (it stops at the first exercise you have not done yet):
 
