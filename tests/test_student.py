@@ -303,6 +303,62 @@ def test_no_solution_line_or_output_leaks_and_the_rest_is_byte_for_byte(chapter)
         assert student.text == text
 
 
+def _names(tree: ast.AST) -> tuple[set[str], set[str]]:
+    """(names loaded anywhere, names bound at the top level) of a cell."""
+    loads = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return loads, set(_bound_names(list(getattr(tree, "body", []))))
+
+
+def _uses_of_answers(nb: dict, where: str) -> list[str]:
+    """Cells after an exercise (other than its check) that read a name only the exercise's solution defines."""
+    exercises = find_exercises(nb, where)
+    solution_cells = {i: e for e in exercises for i in e.solution_cells}
+    checks = {e.check_cell for e in exercises}
+    tainted: dict[str, str] = {}  # name -> the exercise whose answer it holds
+    problems = []
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        src = _source(cell)
+        try:
+            tree = ast.parse(src)
+        except SyntaxError:  # IPython syntax (magics): nothing to say
+            continue
+        if i in solution_cells:
+            lines = src.split("\n")
+            for r in regions(src, where):
+                region = ast.parse("\n".join(line[len(r.indent):] for line in lines[r.begin + 1:r.end]))
+                owner = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))
+                         and n.lineno <= r.begin + 1 <= n.end_lineno]
+                names = [n.name for n in owner] if owner else _bound_names(region.body)
+                tainted.update(dict.fromkeys(names, solution_cells[i].number))
+            continue
+        loads, stores = _names(tree)
+        if i not in checks:
+            problems += [f"cell {i + 1} uses {name!r}, the answer to Exercise {tainted[name]}"
+                         for name in sorted(loads & set(tainted)) if name not in stores]
+        for name in stores:
+            tainted.pop(name, None)
+    return problems
+
+
+def test_a_later_cell_that_needs_an_answer_is_found():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [md("**Exercise 0.1.** a"), code(f"{BEGIN}\ny = 2\n{END}"), code("check(y)"),
+                md("**Exercise 0.2.** b"), code(f"def f(v):\n    {BEGIN}\n    return v\n    {END}"), code("check(f)"),
+                code("print(y + 1)"), code("z = f(3)"), code("y = 5\nprint(y)")]
+    assert _uses_of_answers(json.loads(nbformat.writes(nb)), "demo") == [
+        "cell 7 uses 'y', the answer to Exercise 0.1", "cell 8 uses 'f', the answer to Exercise 0.2"]
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+def test_later_cells_do_not_use_exercise_answers(chapter):
+    """A student who skips an exercise can run the rest: no later cell reads a name that only a solution defines."""
+    problems = _uses_of_answers(_teacher(chapter), chapter.notebook)
+    assert problems == [], (f"{chapter.notebook}: cells after an exercise must run without its answer (a student "
+                            f"may skip it): " + "; ".join(problems))
+
+
 # ------------------------------------------------------------------------------------ every chapter, executed
 
 
