@@ -258,7 +258,30 @@ def test_checkpoint_without_pooler(tmp_path, real_weights):
 
 # --- loading: each error, with its message, and no model ----------------------------------------------------
 
-def test_key_removed(tmp_path, real_weights):
+@pytest.fixture
+def built(monkeypatch) -> list:
+    """Records every BertModel load_pretrained builds with real (not meta) tensors: an error must leave it empty."""
+    import minibert.pretrained as pretrained
+
+    models = []
+
+    class Recorded(pretrained.BertModel):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            if self.embeddings.word_embeddings.weight.device.type != "meta":
+                models.append(self)
+
+    monkeypatch.setattr(pretrained, "BertModel", Recorded)
+    return models
+
+
+def test_recorder_sees_a_successful_load(built, tmp_path, real_weights):
+    load_pretrained(make_folder(tmp_path, {k: v for k, v in real_weights.items()}))
+    assert len(built) == 1
+
+
+
+def test_key_removed(built, tmp_path, real_weights):
     weights = dict(real_weights)
     del weights["encoder.layer.3.output.dense.bias"]
     with pytest.raises(ValueError) as err:
@@ -266,22 +289,25 @@ def test_key_removed(tmp_path, real_weights):
     msg = str(err.value)
     assert "missing keys (1): encoder.layer.3.output.dense.bias" in msg and "nothing was loaded" in msg
     assert "unexpected" not in msg and "shape" not in msg
+    assert built == []  # nothing was built, let alone half-loaded
 
 
-def test_extra_key(tmp_path, real_weights):
+def test_extra_key(built, tmp_path, real_weights):
     weights = {**real_weights, "cls.predictions.bias": torch.zeros(30522)}
     with pytest.raises(ValueError, match=r"unexpected keys \(1\): cls\.predictions\.bias"):
         load_pretrained(make_folder(tmp_path, weights))
+    assert built == []  # nothing was built, let alone half-loaded
 
 
-def test_wrong_shape(tmp_path, real_weights):
+def test_wrong_shape(built, tmp_path, real_weights):
     weights = {**real_weights, "encoder.layer.0.attention.self.query.weight": torch.zeros(384, 383)}
     with pytest.raises(ValueError, match=r"shape mismatches \(1\): encoder\.layer\.0\.attention\.self\.query\.weight: "
                                          r"checkpoint \(384, 383\), model \(384, 384\)"):
         load_pretrained(make_folder(tmp_path, weights))
+    assert built == []  # nothing was built, let alone half-loaded
 
 
-def test_all_problems_in_one_error(tmp_path, real_weights):
+def test_all_problems_in_one_error(built, tmp_path, real_weights):
     weights = {k: v for k, v in real_weights.items() if k != "embeddings.LayerNorm.bias"}
     weights["cls.seq_relationship.weight"] = torch.zeros(2, 384)
     weights["pooler.dense.bias"] = torch.zeros(385)
@@ -291,17 +317,19 @@ def test_all_problems_in_one_error(tmp_path, real_weights):
     assert "missing keys (1): embeddings.LayerNorm.bias" in msg
     assert "unexpected keys (1): cls.seq_relationship.weight" in msg
     assert "shape mismatches (1): pooler.dense.bias: checkpoint (385,), model (384,)" in msg
+    assert built == []  # nothing was built, let alone half-loaded
 
 
-def test_config_that_does_not_fit_the_weights(tmp_path, real_weights):
+def test_config_that_does_not_fit_the_weights(built, tmp_path, real_weights):
     config = json.loads((FOLDER / "config.json").read_text())
     config["num_hidden_layers"] = 4  # the file has 6 layers
     with pytest.raises(ValueError) as err:
         load_pretrained(make_folder(tmp_path, real_weights, json.dumps(config)))
     assert re.search(r"unexpected keys \(32\): encoder\.layer\.[45]\.", str(err.value))
+    assert built == []  # nothing was built, let alone half-loaded
 
 
-def test_truncated_safetensors(tmp_path):
+def test_truncated_safetensors(built, tmp_path):
     folder = make_folder(tmp_path, None)
     data = (FOLDER / "model.safetensors").read_bytes()
     (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
@@ -310,9 +338,10 @@ def test_truncated_safetensors(tmp_path):
     (folder / "model.safetensors").write_bytes(b"\x00" * 4)
     with pytest.raises(ValueError, match="not a readable safetensors file"):
         load_pretrained(folder)
+    assert built == []  # nothing was built, let alone half-loaded
 
 
-def test_truncated_pytorch_bin(tmp_path, real_weights):
+def test_truncated_pytorch_bin(built, tmp_path, real_weights):
     folder = make_folder(tmp_path, None)
     torch.save({"pooler.dense.bias": real_weights["pooler.dense.bias"]}, folder / "pytorch_model.bin")
     data = (folder / "pytorch_model.bin").read_bytes()
@@ -322,9 +351,10 @@ def test_truncated_pytorch_bin(tmp_path, real_weights):
     torch.save([real_weights["pooler.dense.bias"]], folder / "pytorch_model.bin")
     with pytest.raises(ValueError, match="expected a dict of named tensors"):
         load_pretrained(folder)
+    assert built == []  # nothing was built, let alone half-loaded
 
 
-def test_folder_with_no_weights(tmp_path):
+def test_folder_with_no_weights(built, tmp_path):
     folder = make_folder(tmp_path, None)
     shutil.copy(FOLDER / "vocab.txt", folder)
     with pytest.raises(FileNotFoundError, match="no weights file; expected model.safetensors or pytorch_model.bin, "
@@ -333,13 +363,15 @@ def test_folder_with_no_weights(tmp_path):
     (folder / "model.safetensors.index.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="sharded checkpoints"):
         read_weights(folder)
+    assert built == []  # nothing was built, let alone half-loaded
 
 
-def test_missing_folder_and_file_path(tmp_path):
+def test_missing_folder_and_file_path(built, tmp_path):
     with pytest.raises(FileNotFoundError, match="no such folder"):
         load_pretrained(tmp_path / "nowhere")
     with pytest.raises(NotADirectoryError, match="is a file"):
         load_pretrained(FOLDER / "config.json")
+    assert built == []  # nothing was built, let alone half-loaded
 
 
 @pytest.mark.parametrize("config, message", [
@@ -349,7 +381,7 @@ def test_missing_folder_and_file_path(tmp_path):
     ('{"model_type": "gpt2"}', "model_type must be 'bert'"),
     ("[1, 2]", "a config must be a JSON object"),
 ])
-def test_bad_config(tmp_path, real_weights, config, message):
+def test_bad_config(built, tmp_path, real_weights, config, message):
     folder = tmp_path / "model"
     folder.mkdir()
     save_file({k: v for k, v in real_weights.items() if k.startswith("pooler.")}, folder / "model.safetensors")
@@ -357,6 +389,7 @@ def test_bad_config(tmp_path, real_weights, config, message):
         (folder / "config.json").write_text(config)
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         load_pretrained(folder)
+    assert built == []  # nothing was built, let alone half-loaded
 
 
 class _RunsCode:
@@ -370,7 +403,7 @@ class _RunsCode:
 
 
 @pytest.mark.parametrize("fmt", ["zip", "legacy-pickle"])
-def test_malicious_pickle_is_refused(tmp_path, real_weights, fmt):
+def test_malicious_pickle_is_refused(built, tmp_path, real_weights, fmt):
     folder = make_folder(tmp_path / "model", None)
     marker = tmp_path / "code-ran"
     payload = {k: v for k, v in real_weights.items() if k.startswith("pooler.")}  # a few real tensors
@@ -384,3 +417,4 @@ def test_malicious_pickle_is_refused(tmp_path, real_weights, fmt):
     with pytest.raises(ValueError, match="refused to unpickle"):
         load_pretrained(folder)
     assert not marker.exists()  # the payload never ran
+    assert built == []  # nothing was built, let alone half-loaded
