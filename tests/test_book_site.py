@@ -8,8 +8,12 @@ learning goals and terms tables, parsed here independently of minibert.book.rend
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import re
+import shutil
+import tempfile
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -68,13 +72,20 @@ def book():
     return load_book(ROOT)
 
 
-@pytest.fixture(scope="module")
-def site(book, tmp_path_factory):
-    out = tmp_path_factory.mktemp("book")
+@functools.cache
+def built_book() -> tuple[Path, float]:
+    """The course rendered once per test session (tests/test_browser.py serves the same build):
+    (folder, seconds the build took)."""
+    out = Path(tempfile.mkdtemp(prefix="minibert-book-"))
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
     start = time.perf_counter()
-    index = render.build_book(book, out, progress=False)
-    seconds = time.perf_counter() - start
-    return index.parent, seconds
+    index = render.build_book(load_book(ROOT), out / "book", progress=False)
+    return index.parent, time.perf_counter() - start
+
+
+@pytest.fixture(scope="module")
+def site():
+    return built_book()
 
 
 def _pages(folder: Path) -> dict[str, Page]:
@@ -269,3 +280,16 @@ def test_the_npm_lock_pins_what_the_book_copies():
     for name, _, _ in render._NPM_ASSETS:
         assert name in package["dependencies"], name
         assert lock["packages"][f"node_modules/{name}"]["version"] == package["dependencies"][name]
+
+
+def test_browser_tests_skip_without_a_browser_but_fail_under_ci(monkeypatch, tmp_path):
+    import test_browser  # tests/ is on sys.path under pytest
+
+    monkeypatch.setenv("MINIBERT_CHROMIUM", str(tmp_path / "no-such-chromium"))
+    assert test_browser._chromium() is None
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no Chromium"):
+        test_browser._unavailable("no Chromium browser")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+        test_browser._unavailable("no Chromium browser")

@@ -32,8 +32,12 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
 def _chromium() -> str | None:
-    for candidate in (os.environ.get("MINIBERT_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-                      shutil.which("chromium-browser")):
+    """MINIBERT_CHROMIUM when set (even to a missing file: how the skip is tested), else Debian's chromium."""
+    if "MINIBERT_CHROMIUM" in os.environ:
+        candidates = [os.environ["MINIBERT_CHROMIUM"]]
+    else:
+        candidates = ["/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")]
+    for candidate in candidates:
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
     return None
@@ -123,14 +127,15 @@ def serve():
 
 
 @pytest.fixture(scope="module")
-def book_url(serve, tmp_path_factory):
-    out = tmp_path_factory.mktemp("book")
-    render.build_book(BOOK, out, progress=False)
-    return serve(out)
+def book_url(serve):
+    from test_book_site import built_book  # one build for both files (tests/ is on sys.path under pytest)
+
+    folder, _ = built_book()
+    return serve(folder)
 
 
-@pytest.fixture
-def page(browser, request):
+@pytest.fixture(scope="module")
+def _context(browser):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     guard = Guard(context)
     page = guard.watch(context.new_page())
@@ -139,9 +144,22 @@ def page(browser, request):
     context.close()
 
 
+@pytest.fixture
+def page(_context):
+    """One tab for the module (a context per test costs seconds); each test starts with a clean record."""
+    guard = _context.guard
+    guard.external.clear(), guard.failed.clear(), guard.errors.clear()
+    return _context
+
+
 def _shot(page, name: str) -> None:
+    """A full-page screenshot under _build/screenshots/ (JPEG: long pages encode several times faster)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / name), full_page=True)
+    path = SHOTS / name
+    if path.suffix == ".jpg":
+        page.screenshot(path=str(path), full_page=True, type="jpeg", quality=70)
+    else:
+        page.screenshot(path=str(path), full_page=True)
 
 
 def _rendered_images(page) -> int:
@@ -191,7 +209,7 @@ def test_each_chapter_link_opens_a_page_with_title_and_figure(page, book_url, ch
                                "&& !document.querySelector('.MathJax_Processing')", timeout=30_000)
     if _has_saved_widgets(nb):
         page.wait_for_selector(".jupyter-widgets", timeout=30_000)
-    _shot(page, f"book-{chapter.stem}.png")
+    _shot(page, f"book-{chapter.stem}.jpg")
     page.guard.check()
 
 
