@@ -217,3 +217,14 @@ def test_demo_deck_runs_offline_in_a_browser(tmp_path):
     assert reveal and "ready" in reveal.group(1).split(), "reveal.js did not start"
     assert re.search(r'<section[^>]*class="present"', dom)
     assert 'class="mjx-chtml MathJax_CHTML"' in dom, "MathJax did not typeset the summary's formula"
+
+
+def test_command_renders_the_chosen_chapter(tmp_path, capsys):
+    from minibert.book.cli import main
+
+    out = tmp_path / "decks"
+    assert main(["--root", str(BOOK.root), "slides", CHAPTERS[0].stem[:2], "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted([ASSETS, deck_name(CHAPTERS[0])])
+    assert f"wrote {out / deck_name(CHAPTERS[0])}" in capsys.readouterr().out
+    assert main(["--root", str(BOOK.root), "slides", "no_such_chapter", "--out", str(out)]) == 2
+    assert "no chapter matches ['no_such_chapter']" in capsys.readouterr().err
