@@ -33,6 +33,14 @@ def check_layer_norm(fn) -> None:
         mean = x.mean(-1, keepdim=True)
         unbiased = (x - mean) / torch.sqrt(x.var(-1, keepdim=True) + eps) * weight + bias
         no_affine = F.layer_norm(x, (C,), eps=eps)
+        outside = (x - mean) / (x.std(-1, correction=0, keepdim=True) + eps) * weight + bias
+        expect(not _close(have, outside, 1e-6), "1.1", "eps is outside the square root.",
+               "divide by torch.sqrt(var + eps), not by std + eps.")
+        if x.dim() > 1:
+            m0 = x.mean(0, keepdim=True)
+            dim0 = (x - m0) / torch.sqrt(((x - m0) ** 2).mean(0, keepdim=True) + eps) * weight + bias
+            expect(not _close(have, dim0), "1.1", "you normalised over the first dimension (across the batch).",
+                   "LayerNorm normalises each vector over its last dimension: mean(dim=-1, keepdim=True).")
         expect(not _close(have, unbiased), "1.1", "you used the unbiased variance (divide by C - 1).",
                "LayerNorm divides by C: ((x - mean) ** 2).mean(-1), or x.var(-1, correction=0).")
         expect(not _close(have, no_affine), "1.1", "weight and bias are not applied.",
