@@ -376,3 +376,45 @@ def test_app_shows_the_calculator_and_updates_the_total(browser, tmp_path):
                 context.close()
             stop_app(process)
     assert process.poll() is not None, "the Voilà server must be stopped"
+
+
+def test_minibert_app_prints_its_address_serves_and_stops_with_its_server():
+    """`minibert app` (what `make app` runs): one command, prints the address, SIGTERM stops Voilà too."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    process = subprocess.Popen([sys.executable, "-m", "minibert", "app", "--port", "0"], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        line = process.stdout.readline()  # blocks until the server listens (or the command dies)
+        match = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+        assert match, f"no address in {line!r}"
+        probe = match.group(1) + "favicon.ico"  # not the notebook page: that would start a kernel
+
+        def answers() -> bool:
+            try:
+                urllib.request.urlopen(probe, timeout=5).close()
+            except urllib.error.HTTPError:
+                return True  # an HTTP error status is still Voilà answering
+            except OSError:
+                return False
+            return True
+
+        assert answers(), f"nothing answers at {match.group(1)}"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        deadline = time.monotonic() + 15  # Voilà (its own process group) stops with the command
+        while time.monotonic() < deadline:
+            if not answers():
+                break
+            time.sleep(0.3)
+        else:
+            pytest.fail(f"Voilà still answers at {match.group(1)} after `minibert app` was stopped")
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
