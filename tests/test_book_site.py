@@ -293,3 +293,12 @@ def test_browser_tests_skip_without_a_browser_but_fail_under_ci(monkeypatch, tmp
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI is set"):
         test_browser._unavailable("no Chromium browser")
+
+
+def test_links_to_chapter_notebooks_point_at_their_pages(book):
+    first, second = book.chapters[0].stem, book.chapters[1].stem
+    page = (f'<a href="{second}.ipynb">next</a> <a href="../notebooks/{first}.ipynb#Terms">terms</a> '
+            f'<a href="other.ipynb">not a chapter</a> <a href="https://example.org/{first}.ipynb">web</a>')
+    assert render.link_chapters(page, book) == (
+        f'<a href="{second}.html">next</a> <a href="{first}.html#Terms">terms</a> '
+        f'<a href="other.ipynb">not a chapter</a> <a href="https://example.org/{first}.ipynb">web</a>')

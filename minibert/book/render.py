@@ -252,6 +252,20 @@ def render_glossary(book: Book, terms: list[Term]) -> str:
     return _site_page(book, f"Glossary · {book.title}", body)
 
 
+_NOTEBOOK_LINK = re.compile(r'href="(?:[^"#:]*/)?([^"/#:]+)\.ipynb(#[^"]*)?"')
+
+
+def link_chapters(page: str, book: Book) -> str:
+    """Point markdown links to a chapter's notebook (`03_feed_forward.ipynb#...`) at its page in the book."""
+    stems = {chapter.stem for chapter in book.chapters}
+
+    def to_page(match: re.Match) -> str:
+        stem, fragment = match.group(1), match.group(2) or ""
+        return f'href="{stem}.html{fragment}"' if stem in stems else match.group(0)
+
+    return _NOTEBOOK_LINK.sub(to_page, page)
+
+
 _IMG_WITHOUT_ALT = re.compile(r"<img(?![^>]*\balt=)")
 _FOCUSABLE = re.compile(r'(<div class="[^"]*\b(?:jp-Cell-inputWrapper|jp-OutputArea-output)\b[^"]*")(?![^>]*tabindex)')
 
@@ -312,7 +326,7 @@ def build_book(book: Book, out: Path | None = None, progress: bool = True) -> Pa
             resources = {"metadata": {"path": str(path.parent), "name": chapter.stem},
                          "minibert_nav": _nav(book, i)}
             body, _ = exporter.from_notebook_node(nb, resources=resources)
-            _write_atomic(out / page_name(chapter), body)
+            _write_atomic(out / page_name(chapter), link_chapters(body, book))
             bar.update()
         bar.set_postfix_str("index and glossary")
         _write_atomic(out / GLOSSARY, render_glossary(book, terms))
