@@ -142,3 +142,9 @@ def test_exercise_checks_reject_wrong_answers():
     ch03.check_large_ffn(2 * 1024 * 4096 + 4096 + 1024, 24 * (2 * 1024 * 4096 + 4096 + 1024))
     with pytest.raises(ExerciseError, match="3.4"):
         ch03.check_token_by_token(lambda i, o, x: o(i(x), x))  # adds the residual and LayerNorm
+
+
+def test_hidden_states_of_the_wrong_width_are_refused():
+    config = BertConfig(hidden_size=12, num_attention_heads=2, intermediate_size=24)
+    with pytest.raises(ValueError, match=r"hidden_size=12.*\(2, 3, 10\)"):
+        BertIntermediate(config)(torch.randn(2, 3, 10))
