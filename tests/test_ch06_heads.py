@@ -202,3 +202,86 @@ def test_stable_softmax_and_cross_entropy_from_probabilities():
     assert torch.allclose(stable, torch.softmax(z, -1))
     targets = torch.tensor([1, 0, 2])
     assert torch.allclose(-torch.log(stable[torch.arange(3), targets]).mean(), F.cross_entropy(z, targets))
+
+
+# ------------------------------------------------------------------------------------------ losses
+
+
+def _clf_pair(num_labels, impl="eager"):
+    cfg = BertConfig(**CONFIGS["L3-H5-C30-V97-T3"], attn_implementation=impl)
+    torch.manual_seed(5)
+    theirs = transformers.BertForSequenceClassification(_hf_config(cfg, impl, num_labels=num_labels)).eval()
+    ours = BertForSequenceClassification(cfg, num_labels=num_labels).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    return cfg, theirs, ours
+
+
+@pytest.mark.parametrize("kind", ["regression", "single_label", "single_label_ignored", "multi_label"])
+def test_classification_loss_matches_transformers(kind):
+    num_labels = 1 if kind == "regression" else 4
+    cfg, theirs, ours = _clf_pair(num_labels)
+    ids, types, mask = _batch(cfg)
+    g = torch.Generator().manual_seed(6)
+    labels = {"regression": torch.randn(3, generator=g),
+              "single_label": torch.tensor([3, 0, 2]),
+              "single_label_ignored": torch.tensor([3, -100, 2]),
+              "multi_label": (torch.rand(3, 4, generator=g) > 0.5).float()}[kind]
+    a = theirs(input_ids=ids, attention_mask=mask, token_type_ids=types, labels=labels)
+    b = ours(ids, mask, types, labels=labels)
+    assert b.loss.shape == () and abs(a.loss.item() - b.loss.item()) < 1e-5
+    if kind == "single_label":  # and by hand: mean of -log softmax at the right class
+        want = -torch.log_softmax(b.logits, -1)[torch.arange(3), labels].mean()
+        assert torch.allclose(b.loss, want, atol=1e-6)
+    assert ours(ids, mask, types).loss is None
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_masked_lm_loss_matches_transformers_and_skips_minus_100(impl):
+    cfg = BertConfig(**CONFIGS["L2-H12-C36-gelu_new"], attn_implementation=impl)
+    torch.manual_seed(7)
+    theirs = transformers.BertForMaskedLM(_hf_config(cfg, impl)).eval()
+    ours = BertForMaskedLM(cfg).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    ids, types, mask = _batch(cfg)
+    labels = torch.full_like(ids, -100)
+    labels[0, 2], labels[1, 0], labels[2, 5] = 7, 999, 0
+    a = theirs(input_ids=ids, attention_mask=mask, token_type_ids=types, labels=labels)
+    b = ours(ids, mask, types, labels=labels)
+    assert abs(a.loss.item() - b.loss.item()) < 1e-5
+    logp = torch.log_softmax(b.logits, -1)
+    want = -(logp[0, 2, 7] + logp[1, 0, 999] + logp[2, 5, 0]) / 3
+    assert torch.allclose(b.loss, want, atol=1e-5)
+
+
+BAD_LABELS = {
+    "class id too large": (4, torch.tensor([0, 4, 1]), ["4", "num_labels=4"]),
+    "negative class id": (4, torch.tensor([0, -2, 1]), ["-2", "num_labels=4"]),
+    "class ids wrong shape": (4, torch.tensor([[0, 1, 1]]), ["(1, 3)", "(3,)"]),
+    "multi-label wrong shape": (4, torch.zeros(3, 3), ["(3, 3)", "(3, 4)"]),
+    "regression wrong count": (1, torch.zeros(2), ["3", "(2,)"]),
+    "bool labels": (4, torch.tensor([True, False, True]), ["bool"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_LABELS))
+def test_bad_classification_labels_raise_value_error(case):
+    num_labels, labels, parts = BAD_LABELS[case]
+    cfg = BertConfig(**CONFIGS["L1-H1-C7-V50-T1"])
+    model = BertForSequenceClassification(cfg, num_labels=num_labels)
+    ids, _, _ = _batch(cfg)
+    with pytest.raises(ValueError) as info:
+        model(ids, labels=labels)
+    for part in parts:
+        assert part in str(info.value), (part, str(info.value))
+
+
+@pytest.mark.parametrize("labels,parts", [(torch.tensor([[1, 50, -100]]), ["50", "vocab_size=50"]),
+                                          (torch.tensor([[1, -5, -100]]), ["-5", "vocab_size=50"]),
+                                          (torch.tensor([[1, 2]]), ["(1, 2)", "(1, 3)"]),
+                                          (torch.tensor([[1.0, 2.0, 3.0]]), ["float32"])])
+def test_bad_masked_lm_labels_raise_value_error(labels, parts):
+    model = BertForMaskedLM(BertConfig(**CONFIGS["L1-H1-C7-V50-T1"]))
+    with pytest.raises(ValueError) as info:
+        model(torch.tensor([[1, 2, 3]]), labels=labels)
+    for part in parts:
+        assert part in str(info.value), (part, str(info.value))
