@@ -329,11 +329,31 @@ def _set_int(control, value: int) -> None:
         readout.press("Enter")
 
 
-def test_app_shows_the_calculator_and_updates_the_total(browser, tmp_path):
+def _answers(url: str) -> bool:
+    """Whether an HTTP server answers at `url` (an error status counts; a refused connection does not)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(url, timeout=5).close()
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def test_app_shows_the_calculator_updates_the_total_and_stops(browser, tmp_path):
+    """`minibert app --port 0` (what `make app` runs, on a free port): prints its address; in the page, pick
+    bert-large-uncased and read the total, change the layers and read it again; SIGTERM stops Voilà too."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
     from playwright.sync_api import expect
 
     import minibert
-    from minibert.book.app import start_app, stop_app, wait_until_serving
     from minibert.config import BertConfig
 
     large = BertConfig.from_preset("bert-large-uncased")
@@ -348,10 +368,14 @@ def test_app_shows_the_calculator_and_updates_the_total(browser, tmp_path):
 
     log_path = tmp_path / "voila.log"
     with open(log_path, "w") as log:
-        process, url = start_app(BOOK, log=log)
+        process = subprocess.Popen([sys.executable, "-m", "minibert", "app", "--port", "0"], cwd=ROOT,
+                                   stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
         context = None
         try:
-            wait_until_serving(process, url, timeout=90)
+            line = process.stdout.readline()  # blocks until Voilà listens (or the command dies)
+            match = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+            assert match, f"`minibert app` printed no address: {line!r}"
+            url = match.group(1)
             context = browser.new_context(viewport={"width": 1280, "height": 900})
             guard = Guard(context)
             page = guard.watch(context.new_page())
@@ -368,53 +392,25 @@ def test_app_shows_the_calculator_and_updates_the_total(browser, tmp_path):
             expect(total).to_have_text(f"{fewer:,}", timeout=30_000)
             _shot(page, "app-6-layers.png")
             guard.check()
+            context.close()
+            context = None
+            # Stopping the command stops Voilà (its own process group) and the kernel with it.
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=30) == 0
+            deadline = time.monotonic() + 15
+            while _answers(url + "favicon.ico") and time.monotonic() < deadline:
+                time.sleep(0.3)
+            assert not _answers(url + "favicon.ico"), f"Voilà still answers at {url} after `minibert app` stopped"
         except Exception:
-            print(log_path.read_text() if log_path.exists() else "(no Voilà log)")
+            print(log_path.read_text())
             raise
         finally:
             if context is not None:
                 context.close()
-            stop_app(process)
-    assert process.poll() is not None, "the Voilà server must be stopped"
-
-
-def test_minibert_app_prints_its_address_serves_and_stops_with_its_server():
-    """`minibert app` (what `make app` runs): one command, prints the address, SIGTERM stops Voilà too."""
-    import signal
-    import subprocess
-    import sys
-    import time
-    import urllib.error
-    import urllib.request
-
-    process = subprocess.Popen([sys.executable, "-m", "minibert", "app", "--port", "0"], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
-    try:
-        line = process.stdout.readline()  # blocks until the server listens (or the command dies)
-        match = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
-        assert match, f"no address in {line!r}"
-        probe = match.group(1) + "favicon.ico"  # not the notebook page: that would start a kernel
-
-        def answers() -> bool:
-            try:
-                urllib.request.urlopen(probe, timeout=5).close()
-            except urllib.error.HTTPError:
-                return True  # an HTTP error status is still Voilà answering
-            except OSError:
-                return False
-            return True
-
-        assert answers(), f"nothing answers at {match.group(1)}"
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
-        deadline = time.monotonic() + 15  # Voilà (its own process group) stops with the command
-        while time.monotonic() < deadline:
-            if not answers():
-                break
-            time.sleep(0.3)
-        else:
-            pytest.fail(f"Voilà still answers at {match.group(1)} after `minibert app` was stopped")
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            if process.poll() is None:  # SIGTERM first: `minibert app` then stops Voilà's own process group
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
