@@ -39,9 +39,9 @@ _NPM_ASSETS = (
                                        "dist/*.eot", "dist/*.svg"), "html-manager"),
 )
 
-_GOALS_LINE = re.compile(r"^\s*(?:#{1,6}\s*)?\**\s*learning goals\s*\**\s*:?\s*\**\s*$", re.I)
+_GOALS_LINE = re.compile(r"^\s*(?:#{1,6}\s*)?[*_]*\s*learning goals\b.{0,60}$", re.I)
 _LIST_ITEM = re.compile(r"^\s{0,3}(?:\d+[.)]|[-*+])\s+(.*\S)\s*$")
-_TERMS_HEADING = re.compile(r"^\s*#{2,6}\s*terms\b.*$", re.I)
+_TERMS_HEADING = re.compile(r"^\s*#{2,6}\s*(?:key\s+)?(?:terms|glossary|术语)\b.*$", re.I)
 _HEADING = re.compile(r"^\s*#{1,6}\s")
 _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
 
@@ -51,6 +51,7 @@ class Term:
     english: str  # markdown, as written in the chapter's table
     chinese: str
     chapter: Chapter
+    anchor: str = "Terms"  # id of the chapter's terms heading
 
 
 def page_name(chapter: Chapter) -> str:
@@ -100,6 +101,23 @@ def _split_row(line: str) -> list[str]:
 
 def terms_table(nb) -> list[tuple[str, str]]:
     """(English, Chinese) markdown pairs from the chapter's "## Terms" table; [] when there is none."""
+    return _terms_section(nb)[1]
+
+
+def terms_anchor(nb) -> str:
+    """The id nbconvert gives the chapter's terms heading ("Terms" for "## Terms"), for links to it."""
+    heading = _terms_section(nb)[0] or "Terms"
+    text = re.sub(r"<[^>]+>", "", _inline_markdown(heading.lstrip("#").strip()))
+    try:
+        from nbconvert.filters.strings import _convert_header_id
+    except ImportError:  # private in nbconvert; its rule as of 7.x
+        from urllib.parse import quote
+
+        return quote(html.unescape(text).replace(" ", "-"), safe="?/:@!$&'()*+,;=")
+    return _convert_header_id(html.unescape(text))
+
+
+def _terms_section(nb) -> tuple[str | None, list[tuple[str, str]]]:
     for source in _markdown_cells(nb):
         lines = source.splitlines()
         for i, line in enumerate(lines):
@@ -117,8 +135,8 @@ def terms_table(nb) -> list[tuple[str, str]]:
             body = [r for r in rows[1:] if not _TABLE_RULE.match("|".join(r))] if rows else []
             pairs = [(r[0], r[1]) for r in body if len(r) >= 2 and r[0] and r[1]]
             if pairs:
-                return pairs
-    return []
+                return line, pairs
+    return None, []
 
 
 # ---------------------------------------------------------------------------------------------- assets
@@ -231,15 +249,15 @@ def render_index(book: Book, goals: dict[int, list[str]]) -> str:
 
 def render_glossary(book: Book, terms: list[Term]) -> str:
     # One row per (English, Chinese) pair, listing every chapter that uses it, sorted by the English term.
-    rows: dict[tuple[str, str], list[Chapter]] = {}
+    rows: dict[tuple[str, str], list[Term]] = {}
     for term in terms:
-        chapters = rows.setdefault((term.english, term.chinese), [])
-        if term.chapter not in chapters:
-            chapters.append(term.chapter)
+        same = rows.setdefault((term.english, term.chinese), [])
+        if all(t.chapter != term.chapter for t in same):
+            same.append(term)
     body_rows = []
-    for (english, chinese), chapters in sorted(rows.items(), key=lambda kv: (_plain(kv[0][0]).lower(), kv[0][1])):
-        links = ", ".join(f'<a href="{page_name(c)}#Terms">{c.number:02d} {html.escape(c.title)}</a>'
-                          for c in chapters)
+    for (english, chinese), same in sorted(rows.items(), key=lambda kv: (_plain(kv[0][0]).lower(), kv[0][1])):
+        links = ", ".join(f'<a href="{page_name(t.chapter)}#{html.escape(t.anchor)}">{t.chapter.number:02d} '
+                          f'{html.escape(t.chapter.title)}</a>' for t in same)
         body_rows.append(f'<tr><td lang="en">{_inline_markdown(english)}</td><td lang="zh">'
                          f'{_inline_markdown(chinese)}</td><td>{links}</td></tr>')
     empty = [c for c in book.chapters if not any(t.chapter == c for t in terms)]
@@ -321,7 +339,8 @@ def build_book(book: Book, out: Path | None = None, progress: bool = True) -> Pa
             path = book.path(chapter.notebook)
             nb = nbformat.read(path, as_version=4)
             goals[chapter.number] = learning_goals(nb)
-            terms += [Term(en, zh, chapter) for en, zh in terms_table(nb)]
+            anchor = terms_anchor(nb)
+            terms += [Term(en, zh, chapter, anchor) for en, zh in terms_table(nb)]
             nb.metadata["title"] = f"{chapter.number:02d} · {chapter.title}"
             resources = {"metadata": {"path": str(path.parent), "name": chapter.stem},
                          "minibert_nav": _nav(book, i)}
