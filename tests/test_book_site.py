@@ -184,7 +184,7 @@ def _terms_by_hand(nb) -> list[tuple[str, str]]:
     for cell in nb.cells:
         if cell.cell_type != "markdown":
             continue
-        m = re.search(r"^##+ *Terms.*?\n((?:\s*\|.*\n?)+)", cell.source, re.M | re.I)
+        m = re.search(r"^##+ *(?:key +)?(?:terms|glossary|术语).*?\n((?:\s*\|.*\n?)+)", cell.source, re.M | re.I)
         if m:
             rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in m.group(1).strip().splitlines()]
             return [(r[0], r[1]) for r in rows[2:] if len(r) >= 2]
