@@ -42,9 +42,20 @@ WRONG_ANSWERS = {
     "0.2": ["return [h for h in range(1, hidden_size) if hidden_size % h == 0]",  # forgets hidden_size itself
             "return [h for h in range(1, 65) if hidden_size % h == 0]"],
     "0.3": ["message = 'hidden_size is wrong'"],
-    # the classic slip: a copy of the embedding matrix instead of the shared Parameter (generic answers cannot
-    # perturb a function that works in place and returns None)
+    # Exercises whose answer works in place (returns None) or is mostly empty lists get no generic wrong answer.
+    # 6.4, the classic slip: a copy of the embedding matrix instead of the shared Parameter
     "6.4": ["import torch\ndecoder.weight = torch.nn.Parameter(embedding.weight.detach().clone())"],
+    "4.3": [  # key and value swapped; the biases forgotten
+        "W = mha.in_proj_weight.chunk(3, dim=0)\nb = mha.in_proj_bias.chunk(3)\nwith torch.no_grad():\n"
+        "    for i, lin in enumerate((self_attention.query, self_attention.value, self_attention.key)):\n"
+        "        lin.weight.copy_(W[i])\n        lin.bias.copy_(b[i])",
+        "W = mha.in_proj_weight.chunk(3, dim=0)\nwith torch.no_grad():\n"
+        "    for i, lin in enumerate((self_attention.query, self_attention.key, self_attention.value)):\n"
+        "        lin.weight.copy_(W[i])"],
+    "8.2": [  # missing and unexpected swapped; shape mismatches forgotten
+        "return (sorted(k for k in found if k not in expected), sorted(k for k in expected if k not in found),\n"
+        "        sorted(k for k in expected if k in found and expected[k].shape != found[k].shape))",
+        "return sorted(k for k in expected if k not in found), sorted(k for k in found if k not in expected), []"],
 }
 
 
