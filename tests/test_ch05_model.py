@@ -201,6 +201,18 @@ def test_random_configs_match_transformers(layers, heads, head_size, inter, voca
     assert _max_diff(a.pooler_output, b.pooler_output) < 1e-5
 
 
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.bfloat16, 1e-2)])
+@pytest.mark.parametrize("impl", IMPLS)
+def test_other_dtypes_match_transformers(impl, dtype, tol):
+    """The additive mask follows the weights' dtype (its most negative value), as in transformers."""
+    cfg, theirs, ours = _pair(CONFIGS["L3-H5-C30"], impl)
+    theirs.to(dtype).eval(), ours.to(dtype).eval()
+    ids, types, mask = _batch(cfg)
+    a = theirs(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
+    b = ours(ids, mask, types).last_hidden_state
+    assert b.dtype == dtype and _max_diff(a.float(), b.float()) < tol
+
+
 def test_defaults_are_zero_token_types_and_positions_from_zero():
     cfg, theirs, ours = _pair(CONFIGS["L3-H5-C30"], "sdpa")
     ours.eval(), theirs.eval()
