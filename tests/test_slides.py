@@ -126,6 +126,19 @@ def test_authored_slide_metadata_is_kept(tmp_path):
     assert deck.count('class="fragment"') >= 1
 
 
+def test_a_widget_becomes_a_note_on_its_slide(tmp_path):
+    cells = [nbformat.from_dict(c) for c in DEMO]
+    cells[3].outputs = [nbformat.v4.new_output("display_data", data={
+        "application/vnd.jupyter.widget-view+json": {"model_id": "abc", "version_major": 2, "version_minor": 0},
+        "text/plain": "VBox(children=(IntSlider(value=3),))"})]
+    cells[3].metadata["slideshow"] = {"slide_type": "slide"}
+    cells[0].metadata["slideshow"] = {"slide_type": "slide"}
+    book = _book(tmp_path, cells)
+    [path] = build_slides(book, book.chapters, tmp_path / "out", node_modules=NODE_MODULES)
+    deck = path.read_text(encoding="utf-8")
+    assert "run this cell in JupyterLab" in deck and "VBox(" not in deck and "widget-view" not in deck
+
+
 def test_unknown_slide_type_is_refused(tmp_path):
     cells = [nbformat.from_dict(c) for c in DEMO]
     cells[2].metadata["slideshow"] = {"slide_type": "Slide!"}
@@ -192,6 +205,7 @@ def test_each_chapter_has_a_sensible_offline_deck(chapter, decks):
                       if i not in {j for e in student.exercises for j in e.solution_cells})
     secret = [ln.strip() for ln in student.solution_lines if len(ln.strip()) > 12 and ln.strip() not in shown]
     assert [ln for ln in secret if ln in text] == [], f"{chapter.notebook}: solution lines on the slides"
+    assert "widget-view+json" not in deck, f"{chapter.notebook}: a widget's output would show as its Python repr"
     # the key pictures: a chapter with figures shows at least one
     figures = sum(any(k in o.get("data", {}) for o in c.get("outputs", []) for k in ("image/png", "image/svg+xml"))
                   for c in teacher["cells"] if c["cell_type"] == "code")

@@ -4,7 +4,8 @@ A deck is built from a chapter's stored outputs, with the solutions taken out (t
 the exercise cells), so a teacher can present it to the class. Cells choose their place with the cell
 metadata `slideshow.slide_type` (slide, subslide, fragment, skip, notes, -). A chapter without any
 slide metadata gets a default deck: the title, every `## section`, every figure and every exercise
-prompt, each on its own slide. Cells whose output is a picture show the picture without its code.
+prompt, each on its own slide. Cells whose output is a picture show the picture without its code; an
+interactive widget (which needs a kernel) is replaced by a note saying to run the cell in JupyterLab.
 
 reveal.js and MathJax 2 come from the npm packages `reveal.js` and `mathjax` that the set-up installs into
 node_modules/ (package.json, `npm ci`); they are copied next to the decks, so the folder works without a network.
@@ -24,6 +25,8 @@ from .student import student_notebook
 ASSETS = "_assets"
 FIGURE_MIME = ("image/png", "image/svg+xml", "image/jpeg")
 HIDE_INPUT_TAG = "minibert-slides-hide-input"
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+WIDGET_NOTE = "<p><em>An interactive widget: run this cell in JupyterLab to use it.</em></p>"
 SLIDE_TYPES = {"slide", "subslide", "fragment", "skip", "notes", "-"}
 INSTALL = ("install them with `npm ci` in the course repository (it reads package.json; needs Node.js "
            "and npm, e.g. `sudo apt-get install npm` on Debian/Ubuntu), then run `make slides` again")
@@ -135,7 +138,11 @@ def slide_notebook(book: Book, chapter: Chapter):
 
     student = student_notebook(book, chapter)
     nb = nbformat.reads(student.text, as_version=4)
-    nb.metadata.pop("widgets", None)  # the widget manager would come from a CDN; widgets show their text form
+    nb.metadata.pop("widgets", None)  # no widget manager on a slide: a live widget needs a kernel anyway
+    for cell in nb.cells:
+        for i, out in enumerate(cell.get("outputs", [])):
+            if WIDGET_MIME in out.get("data", {}):
+                cell.outputs[i] = nbformat.v4.new_output("display_data", data={"text/html": WIDGET_NOTE})
     nb.metadata["title"] = f"{chapter.number:02d} · {chapter.title}"
     for i, cell in enumerate(nb.cells):
         slide_type = cell.metadata.get("slideshow", {}).get("slide_type")
