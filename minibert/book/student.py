@@ -167,7 +167,7 @@ def find_exercises(nb: dict, where: str) -> list[Exercise]:
         source = _source(cell)
         here = f"{where}, cell {i + 1}"
         if cell.get("cell_type") == "markdown":
-            if "BEGIN SOLUTION" in source or "END SOLUTION" in source:
+            if any(_MARKER.match(line) for line in source.split("\n")):  # prose may mention the markers in `code`
                 raise StudentError(f"{here}: solution markers in a markdown cell; only code cells can hold solutions")
             for m in _PROMPT.finditer(source):
                 number = m["number"] or m["heading"]
