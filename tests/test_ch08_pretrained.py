@@ -270,25 +270,23 @@ def test_checkpoint_without_pooler(tmp_path, real_weights):
 
 @pytest.fixture
 def built(monkeypatch) -> list:
-    """Records every BertModel load_pretrained builds with real (not meta) tensors: an error must leave it empty."""
+    """Records each BertModel into which load_pretrained copies weights: an error must leave it empty."""
     import minibert.pretrained as pretrained
 
-    models = []
+    loaded = []
 
     class Recorded(pretrained.BertModel):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            if self.embeddings.word_embeddings.weight.device.type != "meta":
-                models.append(self)
+        def load_state_dict(self, *args, **kwargs):
+            loaded.append(self)
+            return super().load_state_dict(*args, **kwargs)
 
     monkeypatch.setattr(pretrained, "BertModel", Recorded)
-    return models
+    return loaded
 
 
 def test_recorder_sees_a_successful_load(built, tmp_path, real_weights):
-    load_pretrained(make_folder(tmp_path, {k: v for k, v in real_weights.items()}))
-    assert len(built) == 1
-
+    model = load_pretrained(make_folder(tmp_path, {k: v for k, v in real_weights.items()}))
+    assert built == [model]
 
 
 def test_key_removed(built, tmp_path, real_weights):
@@ -299,14 +297,14 @@ def test_key_removed(built, tmp_path, real_weights):
     msg = str(err.value)
     assert "missing keys (1): encoder.layer.3.output.dense.bias" in msg and "nothing was loaded" in msg
     assert "unexpected" not in msg and "shape" not in msg
-    assert built == []  # nothing was built, let alone half-loaded
+    assert built == []  # no weight was copied into any model
 
 
 def test_extra_key(built, tmp_path, real_weights):
     weights = {**real_weights, "cls.predictions.bias": torch.zeros(30522)}
     with pytest.raises(ValueError, match=r"unexpected keys \(1\): cls\.predictions\.bias"):
         load_pretrained(make_folder(tmp_path, weights))
-    assert built == []  # nothing was built, let alone half-loaded
+    assert built == []  # no weight was copied into any model
 
 
 def test_wrong_shape(built, tmp_path, real_weights):
@@ -314,7 +312,7 @@ def test_wrong_shape(built, tmp_path, real_weights):
     with pytest.raises(ValueError, match=r"shape mismatches \(1\): encoder\.layer\.0\.attention\.self\.query\.weight: "
                                          r"checkpoint \(384, 383\), model \(384, 384\)"):
         load_pretrained(make_folder(tmp_path, weights))
-    assert built == []  # nothing was built, let alone half-loaded
+    assert built == []  # no weight was copied into any model
 
 
 def test_all_problems_in_one_error(built, tmp_path, real_weights):
@@ -327,7 +325,7 @@ def test_all_problems_in_one_error(built, tmp_path, real_weights):
     assert "missing keys (1): embeddings.LayerNorm.bias" in msg
     assert "unexpected keys (1): cls.seq_relationship.weight" in msg
     assert "shape mismatches (1): pooler.dense.bias: checkpoint (385,), model (384,)" in msg
-    assert built == []  # nothing was built, let alone half-loaded
+    assert built == []  # no weight was copied into any model
 
 
 def test_config_that_does_not_fit_the_weights(built, tmp_path, real_weights):
@@ -336,7 +334,7 @@ def test_config_that_does_not_fit_the_weights(built, tmp_path, real_weights):
     with pytest.raises(ValueError) as err:
         load_pretrained(make_folder(tmp_path, real_weights, json.dumps(config)))
     assert re.search(r"unexpected keys \(32\): encoder\.layer\.[45]\.", str(err.value))
-    assert built == []  # nothing was built, let alone half-loaded
+    assert built == []  # no weight was copied into any model
 
 
 def test_truncated_safetensors(built, tmp_path):
@@ -348,7 +346,7 @@ def test_truncated_safetensors(built, tmp_path):
     (folder / "model.safetensors").write_bytes(b"\x00" * 4)
     with pytest.raises(ValueError, match="not a readable safetensors file"):
         load_pretrained(folder)
-    assert built == []  # nothing was built, let alone half-loaded
+    assert built == []  # no weight was copied into any model
 
 
 def test_truncated_pytorch_bin(built, tmp_path, real_weights):
@@ -361,7 +359,7 @@ def test_truncated_pytorch_bin(built, tmp_path, real_weights):
     torch.save([real_weights["pooler.dense.bias"]], folder / "pytorch_model.bin")
     with pytest.raises(ValueError, match="expected a dict of named tensors"):
         load_pretrained(folder)
-    assert built == []  # nothing was built, let alone half-loaded
+    assert built == []  # no weight was copied into any model
 
 
 def test_folder_with_no_weights(built, tmp_path):
@@ -373,7 +371,7 @@ def test_folder_with_no_weights(built, tmp_path):
     (folder / "model.safetensors.index.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="sharded checkpoints"):
         read_weights(folder)
-    assert built == []  # nothing was built, let alone half-loaded
+    assert built == []  # no weight was copied into any model
 
 
 def test_missing_folder_and_file_path(built, tmp_path):
@@ -381,7 +379,7 @@ def test_missing_folder_and_file_path(built, tmp_path):
         load_pretrained(tmp_path / "nowhere")
     with pytest.raises(NotADirectoryError, match="is a file"):
         load_pretrained(FOLDER / "config.json")
-    assert built == []  # nothing was built, let alone half-loaded
+    assert built == []  # no weight was copied into any model
 
 
 @pytest.mark.parametrize("config, message", [
@@ -399,7 +397,7 @@ def test_bad_config(built, tmp_path, real_weights, config, message):
         (folder / "config.json").write_text(config)
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         load_pretrained(folder)
-    assert built == []  # nothing was built, let alone half-loaded
+    assert built == []  # no weight was copied into any model
 
 
 class _RunsCode:
@@ -427,4 +425,4 @@ def test_malicious_pickle_is_refused(built, tmp_path, real_weights, fmt):
     with pytest.raises(ValueError, match="refused to unpickle: it holds more than tensors and could run code"):
         load_pretrained(folder)
     assert not marker.exists()  # the payload never ran
-    assert built == []  # nothing was built, let alone half-loaded
+    assert built == []  # no weight was copied into any model
