@@ -167,6 +167,12 @@ def _rendered_images(page) -> int:
     return page.evaluate("() => [...document.images].filter(i => i.complete && i.naturalWidth > 0).length")
 
 
+# Formulas MathJax typeset as errors: a TeX syntax error (<merror>) or an undefined macro (red <mtext>).
+MATH_ERRORS = """() => [...document.querySelectorAll('.MathJax_CHTML')]
+    .map(e => e.getAttribute('data-mathml') || '')
+    .filter(m => m.includes('<merror') || /<mtext mathcolor="red">\\\\/.test(m))"""
+
+
 def _has_math(nb) -> bool:
     return any(cell.cell_type == "markdown" and re.search(r"\$[^$\s][^$]*\$|\\\(|\\\[", cell.source)
                for cell in nb.cells)
@@ -207,6 +213,8 @@ def test_each_chapter_link_opens_a_page_with_title_and_figure(page, book_url, ch
         page.wait_for_selector(".MathJax_CHTML", state="attached", timeout=30_000)
         page.wait_for_function("() => window.MathJax && MathJax.Hub && MathJax.Hub.queue.pending === 0 "
                                "&& !document.querySelector('.MathJax_Processing')", timeout=30_000)
+        bad = page.evaluate(MATH_ERRORS)
+        assert not bad, f"{chapter.notebook}: formulas MathJax cannot typeset: {bad}"
     if _has_saved_widgets(nb):
         page.wait_for_selector(".jupyter-widgets", timeout=30_000)
     _shot(page, f"book-{chapter.stem}.jpg")
@@ -283,6 +291,7 @@ def test_formulas_figures_images_and_saved_widgets_render_offline(page, fixture_
     page.wait_for_function("() => window.MathJax && MathJax.Hub && MathJax.Hub.queue.pending === 0 "
                            "&& document.querySelectorAll('.MathJax_CHTML').length >= 3", timeout=30_000)
     assert page.locator(".MJXc-display .MathJax_CHTML").count() >= 1
+    assert page.evaluate(MATH_ERRORS) == []
     main_text = page.locator("main").inner_text()
     assert "\\frac" not in main_text and "$E = mc^2$" not in main_text
     # The saved widget state renders through the local widget manager, as it was when the notebook ran.
