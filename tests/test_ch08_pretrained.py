@@ -182,6 +182,14 @@ def test_tokenizer_and_encode_errors(tmp_path, tokenizer):
     (tmp_path / "tokenizer.json").write_text("{not json")
     with pytest.raises(ValueError, match="not a valid tokenizer file"):
         load_tokenizer(tmp_path)
+    (tmp_path / "tokenizer.json").unlink()
+    (tmp_path / "vocab.txt").write_text("[PAD]\n[UNK]\nhello\n")
+    with pytest.raises(ValueError, match=r"lacks the special tokens \['\[CLS\]', '\[SEP\]', '\[MASK\]'\]"):
+        load_tokenizer(tmp_path)
+    shutil.copy(FOLDER / "vocab.txt", tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text("do_lower_case = true")
+    with pytest.raises(ValueError, match="tokenizer_config.json: not a valid JSON object"):
+        load_tokenizer(tmp_path)
     with pytest.raises(ValueError, match="max_length must be an integer >= 2"):
         load_tokenizer(FOLDER, max_length=1)
     with pytest.raises(ValueError, match="non-empty list of strings"):
