@@ -105,10 +105,13 @@ def agreement(fns, mask, tol: float) -> dict[str, float]:
 
 
 def time_interleaved(fns, warmup: int, repeats: int, sync, calls: int = 1) -> dict[str, list[float]]:
-    """Seconds per forward for each function, measured in turn (A B C A B C ...), warm-up rounds dropped."""
+    """Seconds per forward for each function, measured in turn, warm-up rounds dropped. The order rotates
+    every round (A B C, B C A, C A B, ...) so that no model always runs first or right after another."""
     times = {name: [] for name in fns}
+    names = list(fns)
     for r in range(warmup + repeats):
-        for name, fn in fns.items():
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            fn = fns[name]
             sync()
             start = time.perf_counter()
             for _ in range(calls):
@@ -151,25 +154,30 @@ def bench_case(models, config, device, dtype, batch, seq, padded, warmup, repeat
     print(f"\n## {name}")
     print("agreement with transformers (max |diff|, real tokens + pooler): "
           + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
-    head = f"{'model':<19}{'median ms':>11}{'ratio':>8}{'real tok/s':>12}{'TFLOP/s':>9}{'of ' + peak_name:>14}"
-    print(head)
+    unit, scale = ("TFLOP/s", 1e12) if device == "cuda" else ("GFLOP/s", 1e9)
+    print(f"{'model':<19}{'median ms':>11}{'ratio':>7}{'paired':>8}{'real tok/s':>12}{unit:>9}{'of ' + peak_name:>10}")
     ref = statistics.median(times["transformers"])
     rows = []
     for model, ts in times.items():
         med = statistics.median(ts)
+        # paired: the median over rounds of this round's time / transformers' time in the same round,
+        # robust when the machine's load drifts during the run
+        paired = statistics.median(t / h for t, h in zip(ts, times["transformers"]))
         rate = flops_real / med  # useful FLOP/s: padding counted as waste, so padded and full rows compare
         frac = f"{rate / peak:.1%}" if peak else "unknown"
-        print(f"{model:<19}{med * 1e3:>11.2f}{med / ref:>8.3f}{n_real / med:>12.0f}{rate / 1e12:>9.3f}{frac:>14}")
-        rows.append((model, med, med / ref, n_real / med, rate))
+        print(f"{model:<19}{med * 1e3:>11.2f}{med / ref:>7.3f}{paired:>8.3f}{n_real / med:>12.0f}"
+              f"{rate / scale:>9.3f}{frac:>10}")
+        rows.append((model, med, med / ref, paired))
     print(f"(matmul FLOPs per forward: {flops_all / 1e9:.1f} G over all positions, {flops_real / 1e9:.1f} G on real "
-          f"tokens; FLOP/s above counts real tokens only; {repeats} timed rounds after {warmup} warm-up)")
+          f"tokens; FLOP/s counts real tokens only; {repeats} timed rounds after {warmup} warm-up; "
+          f"ratio = median / transformers' median)")
     return name, rows
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=10, help="timed rounds per case (CPU)")
-    parser.add_argument("--warmup", type=int, default=2, help="discarded rounds per case")
+    parser.add_argument("--repeats", type=int, default=10, help="timed rounds per case (CPU; GPU: at least 20)")
+    parser.add_argument("--warmup", type=int, default=2, help="discarded rounds per CPU case (GPU: 5)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
                         help="which cases to run (cuda cases run only when CUDA is present)")
@@ -205,9 +213,9 @@ def main(argv=None) -> int:
                     results.append(bench_case((hf, mb), config, "cuda", torch.bfloat16, batch, seq, padded,
                                               5, max(args.repeats, 20), 5, peak, "peak"))
     print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print("\n# ratios minibert / transformers (median time; <= 1.00 means minibert is at least as fast)")
+    print("\n# ratios to transformers (median time; paired in brackets; <= 1.00: at least as fast)")
     for name, rows in results:
-        print(f"{name}: " + ", ".join(f"{m} {r:.3f}" for m, _, r, _, _ in rows if m != "transformers"))
+        print(f"{name}: " + ", ".join(f"{m} {r:.3f} ({p:.3f})" for m, _, r, p in rows if m != "transformers"))
     return 0
 
 

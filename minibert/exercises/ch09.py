@@ -61,7 +61,7 @@ def check_useful_fraction(fn) -> None:
     from minibert.config import BertConfig
 
     config = BertConfig(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2)
-    for lengths, seq in (([16, 16], 16), ([16, 8, 4], 16), ([5, 12, 3, 9], 12)):
+    for lengths, seq in (([16, 16], 16), ([5, 12, 3], 12)):
         spent = _counted(64, 256, 2, len(lengths), seq, pooler=True)
         useful = sum(_counted(64, 256, 2, 1, n, pooler=True) for n in lengths)
         want = useful / spent
