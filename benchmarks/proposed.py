@@ -43,6 +43,16 @@ def fused_qkv(self: BertSelfAttention) -> tuple[torch.Tensor, torch.Tensor]:
     return self._qkv_cache
 
 
+FUSE_QKV = False  # measured: on CPU the fused matmul is no faster (see README); kept for GPUs to try
+
+
+def _unpack(x: torch.Tensor, token_index: torch.Tensor | None, B: int, T: int) -> torch.Tensor:
+    """(N, C) packed real tokens -> (B*T, C) with zeros at the padded positions; unpacked input passes through."""
+    if token_index is None:
+        return x
+    return x.new_zeros(B * T, x.shape[-1]).index_copy_(0, token_index, x)
+
+
 def self_attention_forward(self: BertSelfAttention, hidden_states, attention_mask=None, output_attentions=False,
                            token_index: torch.Tensor | None = None, padded_shape: tuple[int, int] | None = None):
     """BertSelfAttention.forward with the fast path fused and able to take packed tokens.
@@ -54,14 +64,15 @@ def self_attention_forward(self: BertSelfAttention, hidden_states, attention_mas
             raise ValueError("packed tokens (token_index) need the sdpa path without output_attentions")
         return BertSelfAttention.forward(self, hidden_states, attention_mask, output_attentions)
     H, D = self.num_attention_heads, self.attention_head_size
-    w, b = fused_qkv(self)
-    qkv = F.linear(hidden_states, w, b)  # (B, T, 3C) or (N, 3C)
-    if token_index is not None:
-        B, T = padded_shape
-        qkv = qkv.new_zeros(B * T, qkv.shape[-1]).index_copy_(0, token_index, qkv)  # (B*T, 3C), padding = 0
+    B, T = padded_shape if token_index is not None else hidden_states.shape[:2]
+    if FUSE_QKV:
+        qkv = F.linear(hidden_states, *fused_qkv(self))  # (B, T, 3C) or (N, 3C)
+        if token_index is not None:
+            qkv = qkv.new_zeros(B * T, qkv.shape[-1]).index_copy_(0, token_index, qkv)  # (B*T, 3C), padding = 0
+        q, k, v = qkv.view(B, T, 3, H, D).permute(2, 0, 3, 1, 4)  # each (B, H, T, D)
     else:
-        B, T = hidden_states.shape[:2]
-    q, k, v = qkv.view(B, T, 3, H, D).permute(2, 0, 3, 1, 4)  # each (B, H, T, D)
+        q, k, v = (_unpack(proj(hidden_states), token_index, B, T).view(B, T, H, D).transpose(1, 2)
+                   for proj in (self.query, self.key, self.value))  # each (B, H, T, D)
     p = self.dropout.p if self.training else 0.0
     context = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask, dropout_p=p)  # (B, H, T, D)
     context = context.transpose(1, 2).reshape(B * T, H * D)  # merge heads: (B*T, C)

@@ -96,8 +96,14 @@ def batch(padded: bool):
     return ids * mask, mask
 
 
+@pytest.fixture(params=[False, True], ids=["separate-qkv", "fused-qkv"])
+def fuse(request, monkeypatch):
+    monkeypatch.setattr(proposed, "FUSE_QKV", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("padded", [False, True])
-def test_proposed_fast_path_matches_transformers_and_eager(padded):
+def test_proposed_fast_path_matches_transformers_and_eager(padded, fuse):
     hf, mb = pair()
     ids, mask = batch(padded)
     real = mask.bool()
@@ -115,7 +121,8 @@ def test_proposed_fast_path_matches_transformers_and_eager(padded):
         assert fast.last_hidden_state[~real].abs().max() == 0
 
 
-def test_fused_cache_follows_weight_changes():
+def test_fused_cache_follows_weight_changes(monkeypatch):
+    monkeypatch.setattr(proposed, "FUSE_QKV", True)
     hf, mb = pair()
     ids, mask = batch(True)
     with torch.inference_mode():
@@ -138,7 +145,7 @@ def test_fused_cache_follows_weight_changes():
     assert not torch.allclose(again, have, atol=1e-3)
 
 
-def test_fused_path_trains():
+def test_fast_path_trains(fuse):
     # with gradients the stacked weight is rebuilt each call, so gradients reach query/key/value
     _, mb = pair()
     ids, mask = batch(True)
