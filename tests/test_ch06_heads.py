@@ -285,3 +285,36 @@ def test_bad_masked_lm_labels_raise_value_error(labels, parts):
         model(torch.tensor([[1, 2, 3]]), labels=labels)
     for part in parts:
         assert part in str(info.value), (part, str(info.value))
+
+
+# ------------------------------------------------------------------------------------------ exercise checks
+
+
+def test_exercise_checks_reject_the_typical_wrong_answers():
+    from minibert.exercises import ExerciseError, ch06
+
+    with pytest.raises(ExerciseError, match="differ from nn.Linear"):  # the bias forgotten
+        ch06.check_linear_forward(lambda x, w, b: x @ w.T)
+    ch06.check_linear_forward(lambda x, w, b: F.linear(x, w, b))
+    with pytest.raises(ExerciseError, match="inf or nan"):  # the textbook formula overflows on [1000, 999]
+        ch06.check_softmax(lambda z: torch.exp(z) / torch.exp(z).sum(-1, keepdim=True))
+    with pytest.raises(ExerciseError, match="6.2"):  # normalised over the wrong dimension
+        ch06.check_softmax(lambda z: torch.softmax(z, 0))
+    ch06.check_softmax(lambda z: torch.softmax(z, -1))
+    with pytest.raises(ExerciseError, match="loss is"):  # -log of a probability that underflows to 0
+        ch06.check_cross_entropy(lambda z, t: -torch.log(torch.softmax(z, -1)[torch.arange(len(t)), t]).mean())
+    with pytest.raises(ExerciseError, match="one number"):  # forgot the mean
+        ch06.check_cross_entropy(lambda z, t: -torch.log_softmax(z, -1)[torch.arange(len(t)), t])
+    ch06.check_cross_entropy(lambda z, t: F.cross_entropy(z, t))
+
+    def tie_by_copy(decoder, embedding):
+        with torch.no_grad():
+            decoder.weight.copy_(embedding.weight)
+
+    with pytest.raises(ExerciseError, match="copy"):
+        ch06.check_tie(tie_by_copy)
+
+    def tie_right(decoder, embedding):
+        decoder.weight = embedding.weight
+
+    ch06.check_tie(tie_right)
