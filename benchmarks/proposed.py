@@ -4,9 +4,10 @@ Nothing here is part of the package: chapters 04 and 05 own attention and the mo
 exact code proposed for their export cells, written as functions over the package's modules so that it
 can be measured without touching them. Three ideas, each keeping the numbers identical on every real token:
 
-1. Fused QKV: one (C -> 3C) matmul instead of three (C -> C) ones. The stacked weight is cached while no
-   gradient is needed and rebuilt whenever a query/key/value weight or bias changes (in-place updates such
-   as load_state_dict or an optimizer step bump the tensor's version counter; `.to()` changes its storage).
+1. Fused QKV (switch FUSE_QKV, off: no gain measured on CPU; for a GPU to try): one (C -> 3C) matmul
+   instead of three (C -> C) ones. The stacked weight is cached while no gradient is needed and rebuilt
+   whenever a query/key/value weight or bias changes (in-place updates such as load_state_dict or an
+   optimizer step bump the tensor's version counter; `.to()` changes its storage).
 2. No mask when nothing is padded (transformers does the same): on a GPU, SDPA's flash kernel takes no mask.
 3. Unpadding: the dense layers (QKV, attention output, feed-forward: 97% of the FLOPs at 128 tokens) run on
    the real tokens only, packed into (N, C); attention scatters them back into (B, T, .) for the masked
