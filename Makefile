@@ -1,6 +1,9 @@
 # minibert: every target sets up .venv/ itself (only when missing or when dependencies changed).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV_PY := .venv/bin/python
+# Tests run on up to 4 processes (pytest-xdist); --dist loadfile keeps each notebook's cells in one kernel.
+# PYTEST_WORKERS= (empty) runs everything in one process.
+PYTEST_WORKERS ?= --numprocesses=auto --maxprocesses=4 --dist loadfile
 # The notebooks nbval runs, in book.toml order.
 NOTEBOOKS = $(shell $(VENV_PY) -m minibert chapters)
 
@@ -12,7 +15,7 @@ setup:
 test: setup
 	@$(VENV_PY) -m minibert check
 	$(VENV_PY) -m pytest tests $(NOTEBOOKS) --nbval --nbval-current-env \
-		--nbval-sanitize-with tests/nbval_sanitize.cfg $(PYTEST_ARGS)
+		--nbval-sanitize-with tests/nbval_sanitize.cfg $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lab: setup
 	$(VENV_PY) -m jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
