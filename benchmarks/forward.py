@@ -6,9 +6,10 @@
 For each case it builds both models from one config (BERT-base: 12 layers, 768 wide, 12 heads, sdpa),
 copies transformers' random weights into minibert (load_state_dict, strict=True), checks that the outputs
 agree on every real token, then times forward passes in eval mode, interleaved (transformers, minibert,
-minibert+proposed, transformers, ...; warm-up rounds discarded), and prints medians, the ratio
+minibert skip_padding, transformers, ...; warm-up rounds discarded), and prints medians, the ratio
 minibert / transformers, tokens per second, achieved matmul FLOP/s and the fraction of peak where the peak
-is known. `minibert+proposed` is the prototype in proposed.py (not in the package).
+is known. `minibert skip_padding` is `BertModel(..., skip_padding=True)`: the dense layers run on the real
+tokens only (the same numbers on real tokens; padded positions come back as zeros).
 
 Cases: CPU, float32, batch 8 x 128 tokens, with and without padding; on a CUDA GPU (only when one is
 present), bfloat16 at 64 x 512 and 256 x 128, with and without padding.
@@ -22,17 +23,13 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # proposed.py sits beside this file
+import transformers
 
-import transformers  # noqa: E402
-
-import minibert  # noqa: E402
-from minibert.flops import forward_flops  # noqa: E402
-import proposed  # noqa: E402
+import minibert
+from minibert.flops import forward_flops
 
 # Dense (no sparsity) bfloat16 tensor-core peaks from NVIDIA's data sheets, in FLOP/s.
 GPU_BF16_PEAK = [("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H100", 989e12), ("H200", 989e12),
@@ -81,11 +78,11 @@ def run_models(models, ids, mask):
         out = mb(ids, attention_mask=mask)
         return out.last_hidden_state, out.pooler_output
 
-    def proposed_fn():
-        out = proposed.model_forward(mb, ids, attention_mask=mask)
+    def skip_fn():
+        out = mb(ids, attention_mask=mask, skip_padding=True)
         return out.last_hidden_state, out.pooler_output
 
-    return {"transformers": hf_fn, "minibert": mb_fn, "minibert+proposed": proposed_fn}
+    return {"transformers": hf_fn, "minibert": mb_fn, "minibert skip_padding": skip_fn}
 
 
 def agreement(fns, mask, tol: float) -> dict[str, float]:
