@@ -154,3 +154,46 @@ def test_fast_path_trains(fuse):
     for layer in mb.encoder.layer:
         for name in ("query", "key", "value"):
             assert getattr(layer.attention.self, name).weight.grad.abs().sum() > 0
+
+
+# ---- BertModel(skip_padding=True), shown in the chapter's "Padding is wasted work" ------------------------------
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_skip_padding_matches_transformers(attn):
+    torch.manual_seed(0)
+    hf = transformers.BertModel(transformers.BertConfig(**SMALL, attn_implementation=attn)).eval()
+    mb = BertModel(BertConfig(**SMALL, attn_implementation=attn)).eval()
+    mb.load_state_dict(hf.state_dict(), strict=True)
+    ids, mask = batch(padded=True)
+    real = mask.bool()
+    with torch.inference_mode():
+        want = hf(input_ids=ids, attention_mask=mask)
+        have = mb(ids, attention_mask=mask, skip_padding=True)
+        default = mb(ids, attention_mask=mask)
+    assert torch.allclose(have.last_hidden_state[real], want.last_hidden_state[real], atol=1e-5, rtol=0)
+    assert torch.allclose(have.pooler_output, want.pooler_output, atol=1e-5, rtol=0)
+    assert torch.allclose(have.last_hidden_state[real], default.last_hidden_state[real], atol=1e-6, rtol=0)
+    assert have.last_hidden_state[~real].abs().max() == 0  # padding carries nothing: zeros
+    assert default.last_hidden_state[~real].abs().max() > 0  # the default path computes values there
+
+
+def test_skip_padding_without_padding_is_the_default_path():
+    _, mb = pair()
+    ids, mask = batch(padded=False)
+    with torch.inference_mode():
+        a = mb(ids, attention_mask=mask, skip_padding=True).last_hidden_state
+        b = mb(ids, attention_mask=mask).last_hidden_state
+    assert torch.equal(a, b)
+
+
+def test_skip_padding_trains():
+    # gradients through the packed path equal those of the default path on the real tokens
+    grads = []
+    for skip in (False, True):
+        _, mb = pair()
+        ids, mask = batch(padded=True)
+        out = mb(ids, attention_mask=mask, skip_padding=skip).last_hidden_state[mask.bool()]
+        out.square().sum().backward()
+        grads.append(mb.encoder.layer[0].intermediate.dense.weight.grad)
+    assert grads[1].abs().sum() > 0
+    assert torch.allclose(grads[0], grads[1], atol=1e-4, rtol=1e-4)
