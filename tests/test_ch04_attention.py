@@ -270,3 +270,20 @@ def test_exercise_checks_reject_wrong_answers():
     with pytest.raises(ExerciseError, match="LayerNorm"):
         ch04.check_counts(8 * 12 * 128 * 128, 4 * (768 * 768 + 768))
     ch04.check_counts(8 * 12 * 128 * 128, 4 * (768 * 768 + 768) + 2 * 768)
+
+
+@pytest.mark.parametrize("hidden,heads", SHAPES)
+@pytest.mark.parametrize("impl", IMPLS)
+def test_outputs_are_bit_identical_to_transformers(hidden, heads, impl):
+    # The eager path multiplies the scores by D**-0.5 as transformers does (dividing by sqrt(D) can differ in
+    # the last bit when sqrt(D) is not a power of two), so both paths agree exactly, not just within a tolerance.
+    torch.manual_seed(hidden * heads)
+    ours = BertAttention(_config(hidden, heads, impl)).eval()
+    hf_config = transformers.BertConfig(hidden_size=hidden, num_attention_heads=heads, intermediate_size=2 * hidden)
+    hf_config._attn_implementation = impl
+    theirs = hf.BertAttention(hf_config).eval()
+    theirs.load_state_dict(ours.state_dict(), strict=True)
+    x = torch.randn(3, 7, hidden)
+    mask = _mask_for(impl, _padding(3, 7, hidden))
+    with torch.no_grad():
+        assert torch.equal(ours(x, mask)[0], theirs(x, attention_mask=mask)[0])
