@@ -356,3 +356,21 @@ def test_bad_input_raises_value_error_naming_value_and_limit(case, impl):
         model(**kwargs)
     for part in parts:
         assert part in str(info.value), (part, str(info.value))
+
+
+@pytest.mark.parametrize("built,changed", [("sdpa", "eager"), ("eager", "sdpa")])
+def test_attention_path_is_fixed_when_the_model_is_built(monkeypatch, built, changed):
+    # Changing config.attn_implementation after construction does not switch the layers' path (chapter 05 says
+    # so); the outputs still match transformers' model of the path it was built with.
+    cfg, theirs, ours = _pair(CONFIGS["L3-H5-C30"], built)
+    theirs.eval(), ours.eval()
+    ids, types, mask = _batch(cfg)
+    want = theirs(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
+    ours.config.attn_implementation = changed
+    calls = []
+    real_sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or real_sdpa(*a, **k))
+    with torch.no_grad():
+        got = ours(ids, mask, types).last_hidden_state
+    assert len(calls) == (cfg.num_hidden_layers if built == "sdpa" else 0)
+    assert _max_diff(got[mask.bool()], want[mask.bool()]) < 1e-5
