@@ -1,11 +1,9 @@
-"""Chapter 09: FLOP counts against torch's FlopCounterMode, and the benchmark's prototype fast path against
-transformers and minibert's eager path (small configs, CPU, seconds)."""
+"""Chapter 09: FLOP counts against torch's FlopCounterMode, and BertModel's skip_padding fast path against
+transformers and minibert's default path (small configs, CPU, seconds)."""
 
 from __future__ import annotations
 
 import dataclasses
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,8 +14,6 @@ from minibert import BertConfig, BertModel
 from minibert.flops import flops_per_token, forward_flops
 from minibert.model import BertEncoder, BertPooler
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import proposed  # noqa: E402
 
 
 def counted(config: BertConfig, batch: int, seq: int, pooler: bool) -> int:
@@ -74,7 +70,7 @@ def test_bad_sizes_raise(bad):
         forward_flops(BertConfig(), bad, 16)
 
 
-# ---- the benchmark's prototype fast path (benchmarks/proposed.py) ---------------------------------------------
+# ---- a small model pair and batches for the fast path ------------------------------------------------------------
 
 SMALL = dict(vocab_size=120, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
              max_position_embeddings=40)
@@ -94,66 +90,6 @@ def batch(padded: bool):
     lengths = torch.tensor([24, 20, 9, 1]) if padded else torch.full((4,), 24)
     mask = (torch.arange(24)[None, :] < lengths[:, None]).long()
     return ids * mask, mask
-
-
-@pytest.fixture(params=[False, True], ids=["separate-qkv", "fused-qkv"])
-def fuse(request, monkeypatch):
-    monkeypatch.setattr(proposed, "FUSE_QKV", request.param)
-    return request.param
-
-
-@pytest.mark.parametrize("padded", [False, True])
-def test_proposed_fast_path_matches_transformers_and_eager(padded, fuse):
-    hf, mb = pair()
-    ids, mask = batch(padded)
-    real = mask.bool()
-    with torch.inference_mode():
-        ref = hf(input_ids=ids, attention_mask=mask)
-        fast = proposed.model_forward(mb, ids, mask)
-        eager_config = BertConfig(**SMALL, attn_implementation="eager")
-        eager = BertModel(eager_config).eval()
-        eager.load_state_dict(mb.state_dict())
-        slow = eager(ids, attention_mask=mask)
-    for other in (ref, slow):
-        assert torch.allclose(fast.last_hidden_state[real], other.last_hidden_state[real], atol=1e-5, rtol=0)
-        assert torch.allclose(fast.pooler_output, other.pooler_output, atol=1e-5, rtol=0)
-    if padded:  # padded positions carry no information: the packed path returns zeros there
-        assert fast.last_hidden_state[~real].abs().max() == 0
-
-
-def test_fused_cache_follows_weight_changes(monkeypatch):
-    monkeypatch.setattr(proposed, "FUSE_QKV", True)
-    hf, mb = pair()
-    ids, mask = batch(True)
-    with torch.inference_mode():
-        proposed.model_forward(mb, ids, mask)  # fills the caches
-    with torch.no_grad():  # an in-place update, as an optimizer step does
-        for layer in mb.encoder.layer:
-            layer.attention.self.key.weight.mul_(1.5)
-            layer.attention.self.value.bias.add_(0.1)
-    hf.load_state_dict(mb.state_dict())
-    with torch.inference_mode():
-        want = hf(input_ids=ids, attention_mask=mask).last_hidden_state[mask.bool()]
-        have = proposed.model_forward(mb, ids, mask).last_hidden_state[mask.bool()]
-    assert torch.allclose(have, want, atol=1e-5, rtol=0)
-    original = pair()[0]
-    mb.load_state_dict(original.state_dict())  # load_state_dict copies in place, too
-    with torch.inference_mode():
-        want = original(input_ids=ids, attention_mask=mask).last_hidden_state[mask.bool()]
-        again = proposed.model_forward(mb, ids, mask).last_hidden_state[mask.bool()]
-    assert torch.allclose(again, want, atol=1e-5, rtol=0)
-    assert not torch.allclose(again, have, atol=1e-3)
-
-
-def test_fast_path_trains(fuse):
-    # with gradients the stacked weight is rebuilt each call, so gradients reach query/key/value
-    _, mb = pair()
-    ids, mask = batch(True)
-    out = proposed.model_forward(mb, ids, mask).last_hidden_state[mask.bool()].square().sum()
-    out.backward()
-    for layer in mb.encoder.layer:
-        for name in ("query", "key", "value"):
-            assert getattr(layer.attention.self, name).weight.grad.abs().sum() > 0
 
 
 # ---- BertModel(skip_padding=True), shown in the chapter's "Padding is wasted work" ------------------------------
