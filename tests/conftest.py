@@ -8,7 +8,16 @@ items under tests/, not the notebooks (`make test` passes both).
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
+
+from hypothesis import settings
+
+# Under CI the property-based tests draw the same examples on every run (derandomize), so a red run can be
+# reproduced and a green one does not depend on luck; locally they keep exploring new examples.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 class NotebookTimes:
