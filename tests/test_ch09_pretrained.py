@@ -1,4 +1,4 @@
-"""Chapter 08: minibert.load_pretrained / load_tokenizer / mean_pooling on the real all-MiniLM-L6-v2 checkpoint.
+"""Chapter 09: minibert.load_pretrained / load_tokenizer / mean_pooling on the real all-MiniLM-L6-v2 checkpoint.
 
 References: transformers.BertModel.from_pretrained on the same folder (parity), transformers'
 pure-Python BertTokenizerLegacy (tokenization), per-sentence slicing by hand (pooling). Broken checkpoints

@@ -1,4 +1,4 @@
-"""Chapter 09: FLOP counts against torch's FlopCounterMode, and BertModel's skip_padding fast path against
+"""Chapter 10: FLOP counts against torch's FlopCounterMode, and BertModel's skip_padding fast path against
 transformers and minibert's default path (small configs, CPU, seconds)."""
 
 from __future__ import annotations
