@@ -150,3 +150,109 @@ def test_the_real_minilm_config_json_reads_as_the_preset():
     for name in HF_FIELDS:
         assert getattr(ours, name) == getattr(theirs, name), name
     assert {"architectures", "transformers_version", "_name_or_path"} <= set(ours.ignored_keys)
+
+
+# ------------------------------------------------------------------ bad config.json files and bad field values
+
+
+def _expect_value_error(path, *parts):
+    with pytest.raises(ValueError) as err:
+        BertConfig.from_json_file(path)
+    assert str(path) in str(err.value), f"the error does not name the file: {err.value}"
+    for part in parts:
+        assert part in str(err.value), (part, str(err.value))
+    return str(err.value)
+
+
+def test_from_json_file_refuses_deep_nesting_with_a_value_error(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"a": ' + "[" * 200_000 + "]" * 200_000 + "}")  # would exhaust the json module's recursion
+    _expect_value_error(deep, "nested", "levels deep")
+
+
+def test_from_json_file_refuses_dev_zero_a_fifo_and_a_folder(tmp_path):
+    import os
+
+    _expect_value_error("/dev/zero", "not a regular file")
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)  # opening it for reading would block forever
+    _expect_value_error(fifo, "not a regular file")
+    _expect_value_error(tmp_path, "is a folder")
+
+
+def test_from_json_file_refuses_a_file_over_one_megabyte(tmp_path):
+    big = tmp_path / "big.json"
+    big.write_text('{"vocab_size": 30522, "pad": "' + "x" * 1_000_001 + '"}')
+    _expect_value_error(big, "larger than the 1,000,000 bytes")
+
+
+def test_from_json_file_refuses_json_that_is_not_an_object_and_non_utf8(tmp_path):
+    listed = tmp_path / "list.json"
+    listed.write_text("[1, 2]")
+    _expect_value_error(listed, "JSON object")
+    latin = tmp_path / "latin.json"
+    latin.write_bytes(b'{"hidden_act": "g\xe9lu"}')
+    _expect_value_error(latin, "not UTF-8")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("vocab_size", 10**30, "vocab_size must be at most 2**31 - 1 = 2147483647, got 1000000000000000000000000000000"),
+    ("hidden_size", 2**31, "hidden_size must be at most 2**31 - 1 = 2147483647, got 2147483648"),
+    ("num_hidden_layers", 12.0, "num_hidden_layers must be a positive integer, got 12.0"),
+    ("num_attention_heads", True, "num_attention_heads must be a positive integer, got True"),
+    ("intermediate_size", "3072", "intermediate_size must be a positive integer, got '3072'"),
+    ("max_position_embeddings", None, "max_position_embeddings must be a positive integer, got None"),
+    ("type_vocab_size", [2], "type_vocab_size must be a positive integer, got [2]"),
+    ("hidden_dropout_prob", True, "hidden_dropout_prob must be a probability in [0, 1), got True"),
+    ("hidden_dropout_prob", "0.1", "hidden_dropout_prob must be a probability in [0, 1), got '0.1'"),
+    ("attention_probs_dropout_prob", float("nan"), "attention_probs_dropout_prob must be a probability in [0, 1), got nan"),
+    ("classifier_dropout", 10**30, "classifier_dropout must be None or a probability in [0, 1), got 10000"),
+    ("layer_norm_eps", float("inf"), "layer_norm_eps must be a positive number, got inf"),
+    ("layer_norm_eps", "1e-12", "layer_norm_eps must be a positive number, got '1e-12'"),
+    ("initializer_range", float("nan"), "initializer_range must be a positive number, got nan"),
+    ("hidden_act", 5, "hidden_act must be one of ['gelu', 'gelu_new', 'gelu_pytorch_tanh', 'relu', 'silu'], got 5"),
+    ("attn_implementation", ["sdpa"], "attn_implementation must be one of ['eager', 'sdpa'], got ['sdpa']"),
+    ("pad_token_id", 10**30, "pad_token_id must be None or an id in [0, vocab_size=30522), got 1000000000000000000"),
+    ("pad_token_id", 0.0, "pad_token_id must be None or an id in [0, vocab_size=30522), got 0.0"),
+])
+def test_bad_field_values_in_a_config_json_give_value_errors_naming_field_and_value(tmp_path, field, value, message):
+    """Whatever a config.json holds, the answer is a ValueError naming the file, field and value (never a
+    TypeError or OverflowError)."""
+    path = tmp_path / "config.json"
+    # json writes NaN and Infinity, and Python's json reads them back, as transformers' configs may contain
+    path.write_text(json.dumps({"model_type": "bert", field: value}))
+    text = _expect_value_error(path, message)
+    assert text.startswith(f"{path}: {field} must be"), text
+    with pytest.raises(ValueError, match="^" + field):
+        BertConfig(**{field: value})
+
+
+def test_long_values_are_shortened_in_messages():
+    with pytest.raises(ValueError) as err:
+        BertConfig(hidden_act="x" * 10_000)
+    assert len(str(err.value)) < 200
+
+
+def test_from_preset_refuses_unknown_fields_with_a_value_error():
+    with pytest.raises(ValueError, match=r"unknown BertConfig fields \['layers'\]"):
+        BertConfig.from_preset("bert-tiny", layers=3)
+    with pytest.raises(ValueError, match="unknown preset 5"):
+        BertConfig.from_preset(5)
+
+
+def test_the_first_validation_step_is_replaced_by_the_full_one():
+    # The notebook builds validate() in two steps; the package must end with the full one.
+    assert BertConfig.validate.__name__ == "validate"
+    with pytest.raises(ValueError, match="hidden_size must be a positive integer, got 0"):
+        BertConfig(hidden_size=0)  # step 1 alone would let 0 % 12 == 0 through
+    with pytest.raises(ValueError, match="num_attention_heads must be a positive integer, got 0"):
+        BertConfig(num_attention_heads=0)  # step 1 alone would raise ZeroDivisionError
+
+
+def test_from_dict_reads_transformers_private_attn_implementation():
+    theirs = transformers.BertConfig(attn_implementation="eager", hidden_size=64, num_attention_heads=2)
+    assert theirs._attn_implementation == "eager"
+    d = {**theirs.to_dict(), "_attn_implementation": theirs._attn_implementation}
+    assert BertConfig.from_dict(d).attn_implementation == "eager"
+    # the public spelling wins over the private one
+    assert BertConfig.from_dict({**d, "attn_implementation": "sdpa"}).attn_implementation == "sdpa"

@@ -37,11 +37,20 @@ MIN_EXERCISES = 3
 # Hand-written wrong answers, per exercise: code that replaces the solution region (indented like it). Exercises
 # not listed get generic wrong answers (the solution's result perturbed, see _perturb_source below).
 WRONG_ANSWERS = {
-    "0.1": ["large = BertConfig(hidden_size=1024, num_hidden_layers=12, num_attention_heads=16, intermediate_size=4096)",
-            "large = BertConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16)"],
+    "0.1": [  # their H (hidden size) and A (heads) swapped; the feed-forward width left at its default; from_preset
+        'sizes = dict(part.split("-") for part in name.split("_")[-3:])\n'
+        'return BertConfig(num_hidden_layers=int(sizes["L"]), hidden_size=int(sizes["A"]),\n'
+        '                  num_attention_heads=int(sizes["H"]), intermediate_size=4 * int(sizes["A"]))',
+        'sizes = dict(part.split("-") for part in name.split("_")[-3:])\n'
+        'return BertConfig(num_hidden_layers=int(sizes["L"]), hidden_size=int(sizes["H"]),\n'
+        '                  num_attention_heads=int(sizes["A"]))',
+        "return BertConfig.from_preset(name)"],
     "0.2": ["return [h for h in range(1, hidden_size) if hidden_size % h == 0]",  # forgets hidden_size itself
             "return [h for h in range(1, 65) if hidden_size % h == 0]"],
-    "0.3": ["message = 'hidden_size is wrong'"],
+    "0.3": ["message = 'hidden_size is wrong'",
+            "message = '512'",  # '12' is inside '512'
+            "message = str(colleague)",  # the dict, not the error
+            "message = 'hidden_size must be a positive integer, got 512'"],
     # Exercises whose answer works in place (returns None) or is mostly empty lists get no generic wrong answer.
     # 6.4, the classic slip: a copy of the embedding matrix instead of the shared Parameter
     "6.4": ["import torch\ndecoder.weight = torch.nn.Parameter(embedding.weight.detach().clone())"],
