@@ -51,6 +51,23 @@ WRONG_ANSWERS = {
             "message = '512'",  # '12' is inside '512'
             "message = str(colleague)",  # the dict, not the error
             "message = 'hidden_size must be a positive integer, got 512'"],
+    "1.1": ["return F.layer_norm(x, x.shape[-2:], weight, bias, eps)",  # the forbidden shortcut
+            "norm = nn.LayerNorm(x.shape[-2:], eps=eps)\nwith torch.no_grad():\n    norm.weight.copy_(weight)\n"
+            "    norm.bias.copy_(bias)\nreturn norm(x)",
+            "mean = x.mean(dim=-1, keepdim=True)\nvar = ((x - mean) ** 2).mean(dim=-1, keepdim=True)\n"
+            "return (x - mean) / torch.sqrt(var + eps) * weight + bias",  # each token on its own
+            "mean = x.mean(dim=(-2, -1), keepdim=True)\nvar = x.var(dim=(-2, -1), keepdim=True)\n"
+            "return (x - mean) / torch.sqrt(var + eps) * weight + bias"],  # unbiased variance
+    "1.2": ["return norm(x + sublayer_out)",  # dropout forgotten
+            "return dropout(x + norm(sublayer_out))",  # seed 003's order
+            "return norm(dropout(x + sublayer_out))"],  # dropout on the sum
+    "1.3": ["return x.mean(dim=(0, 1))",  # padding averaged in
+            "return (x * mask.unsqueeze(-1)).sum(dim=(0, 1)) / (x.shape[0] * x.shape[1])",  # divided by B * T
+            "m = mask.unsqueeze(-1).float()\nreturn ((x * m).sum(1) / m.sum(1)).mean(0)"],  # mean of sentence means
+    "1.4": ["C_large, F_large = 768, 3072\nself_output_params = C_large * C_large + 3 * C_large\n"
+            "output_params = F_large * C_large + 3 * C_large",  # BERT-base's sizes
+            "self_output_params = 1024 * 1024 + 1024\noutput_params = 4096 * 1024 + 1024",  # LayerNorm forgotten
+            "self_output_params = 1024 * 1024 + 3 * 1024\noutput_params = 4096 * 1024 + 4096 + 2 * 1024"],  # F biases
     # Exercises whose answer works in place (returns None) or is mostly empty lists get no generic wrong answer.
     # 6.4, the classic slip: a copy of the embedding matrix instead of the shared Parameter
     "6.4": ["import torch\ndecoder.weight = torch.nn.Parameter(embedding.weight.detach().clone())"],
