@@ -77,15 +77,19 @@ def test_p_zero_is_identity_even_in_training():
     assert torch.equal(Dropout(0).train()(x), x)
 
 
-def test_p_one_gives_zeros_without_nan():
-    x = torch.tensor([[1.0, -2.0, float("inf")], [0.5, 3.0, -1e30]])
+def test_p_one_multiplies_by_zero_like_nn_dropout():
+    # finite numbers become (signed) zeros, never NaN from 0 / 0; inf and NaN become NaN, as in nn.Dropout(1.0)
+    x = torch.tensor([[1.0, -2.0, float("inf")], [0.5, float("nan"), -1e30]])
+    want = nn.Dropout(1.0)(x)
+    assert want.isnan().tolist() == [[False, False, True], [False, True, False]]  # PyTorch's own behaviour
     for layer in both_paths(1.0):
         out = layer(x)
-        assert torch.equal(out, torch.zeros_like(x))
-        assert not out.isnan().any()
-    # nn.Dropout(1.0) multiplies by zero: the same zeros for finite inputs (inf * 0 would be NaN there)
+        assert out.isnan().tolist() == want.isnan().tolist()
+        assert torch.equal(out.nan_to_num(7.0), want.nan_to_num(7.0))
+        assert torch.equal(out.signbit(), want.signbit())
     finite = torch.randn(4, 4)
-    assert torch.equal(Dropout(1.0)(finite), nn.Dropout(1.0)(finite))
+    assert torch.equal(Dropout(1.0)(finite), torch.zeros(4, 4))
+    assert not Dropout(1.0)(finite).isnan().any()
 
 
 def test_eval_mode_is_identity():

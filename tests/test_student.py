@@ -68,6 +68,20 @@ WRONG_ANSWERS = {
             "output_params = F_large * C_large + 3 * C_large",  # BERT-base's sizes
             "self_output_params = 1024 * 1024 + 1024\noutput_params = 4096 * 1024 + 1024",  # LayerNorm forgotten
             "self_output_params = 1024 * 1024 + 3 * 1024\noutput_params = 4096 * 1024 + 4096 + 2 * 1024"],  # F biases
+    "2.1": ["if p == 1:\n    return x * 0.0\nkeep = torch.rand(x.shape, generator=generator) < 1 - p\n"
+            "return x * keep / (1 - p)",  # one draw per number, not per token
+            "if p == 1:\n    return x * 0.0\nkeep = torch.rand(x.shape[:-1] + (1,), generator=generator) < 1 - p\n"
+            "return x * keep",  # no rescaling
+            "keep = torch.rand(x.shape[:-1] + (1,), generator=generator) < 1 - p\nreturn x * keep / (1 - p)",  # NaN at p = 1
+            "if p == 1:\n    return x * 0.0\nkeep = torch.rand(x.shape[:-1] + (1,)) < 1 - p\n"
+            "return x * keep / (1 - p)"],  # the generator ignored
+    "2.2": ["return k ** 2 * p * (1 - p) / tol ** 2",  # not rounded up to a whole number
+            "return math.ceil(k * p * (1 - p) / tol ** 2)",  # k not squared
+            "return math.ceil((k * p * (1 - p) / tol) ** 2)"],  # p (1 - p) squared
+    "2.3": ["C, H = config.hidden_size, config.num_attention_heads\nreturn 2 * C // H + 1",  # embeddings left out
+            "C, L, H = config.hidden_size, config.num_hidden_layers, config.num_attention_heads\nT = 1\n"
+            "while L * H * T * T < T * C + 2 * L * T * C:\n    T += 1\nreturn T",  # half, not more than half
+            "return 128"],  # the printed example
     # Exercises whose answer works in place (returns None) or is mostly empty lists get no generic wrong answer.
     # 6.4, the classic slip: a copy of the embedding matrix instead of the shared Parameter
     "6.4": ["import torch\ndecoder.weight = torch.nn.Parameter(embedding.weight.detach().clone())"],
