@@ -45,8 +45,12 @@ WRONG_ANSWERS = {
         'return BertConfig(num_hidden_layers=int(sizes["L"]), hidden_size=int(sizes["H"]),\n'
         '                  num_attention_heads=int(sizes["A"]))',
         "return BertConfig.from_preset(name)"],
-    "0.2": ["return [h for h in range(1, hidden_size) if hidden_size % h == 0]",  # forgets hidden_size itself
-            "return [h for h in range(1, 65) if hidden_size % h == 0]"],
+    "0.2": ["return max(1, round(hidden_size / head_size))",  # 16 heads for C = 1000 do not divide it
+            "return max(1, hidden_size // head_size)",  # 15 heads, likewise
+            "counts = [h for h in range(1, hidden_size + 1) if hidden_size % h == 0]\n"
+            "return min(counts, key=lambda h: (abs(hidden_size / h - head_size), -h))",  # a tie goes to the smaller D
+            "counts = [h for h in range(1, hidden_size + 1) if hidden_size % h == 0]\n"
+            "return min(counts, key=lambda h: abs(h - hidden_size // head_size))"],  # closest H, not closest D
     "0.3": ["message = 'hidden_size is wrong'",
             "message = '512'",  # '12' is inside '512'
             "message = str(colleague)",  # the dict, not the error

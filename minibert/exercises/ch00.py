@@ -49,15 +49,30 @@ def check_miniature(fn) -> None:
     passed("0.1")
 
 
-def check_valid_head_counts(fn) -> None:
+def check_heads_for(fn) -> None:
     not_done(fn, "0.2")
-    for hidden in (1, 12, 36, 97, 768, 1024):
-        want = [h for h in range(1, hidden + 1) if (hidden // h) * h == hidden]  # whole head sizes only
-        have = list(fn(hidden))
-        expect(have == want, "0.2",
-               f"valid_head_counts({hidden}) returned {have[:12]}{'...' if len(have) > 12 else ''}, "
-               f"expected {want[:12]}{'...' if len(want) > 12 else ''}.",
-               "a head count h works when hidden_size % h == 0; include 1 and hidden_size itself, in increasing order.")
+    for hidden, wanted in [(768, 64), (384, 64), (1000, 64), (100, 64), (80, 30), (1, 64), (96, 36)]:
+        # every head count that divides the width, by trial division, with its head size
+        sizes = {h: hidden // h for h in range(1, hidden + 1) if (hidden // h) * h == hidden}
+        best = min(abs(d - wanted) for d in sizes.values())
+        want = min(h for h, d in sizes.items() if abs(d - wanted) == best)  # on a tie the larger head size
+        have = fn(hidden, wanted)
+        expect(have is not None, "0.2", "heads_for returned None.", "return a number of heads.")
+        expect(isinstance(have, int) and not isinstance(have, bool) and have >= 1, "0.2",
+               f"heads_for({hidden}, {wanted}) returned {have!r}, not a positive whole number of heads.",
+               "return an int such as 12.")
+        expect(hidden % have == 0, "0.2", f"heads_for({hidden}, {wanted}) returned {have}, which does not divide "
+               f"{hidden}: each head would get {hidden / have:.2f} dimensions.",
+               "consider only head counts h with hidden_size % h == 0.")
+        if have == want:
+            continue
+        tied = [h for h, d in sizes.items() if abs(d - wanted) == best]
+        expect(not (have in tied and len(tied) > 1), "0.2", f"for hidden_size {hidden} and head size {wanted}, "
+               f"head sizes {sorted({sizes[h] for h in tied}, reverse=True)} are equally close; you took the smaller.",
+               "on a tie take the larger head size (the fewer heads).")
+        expect(False, "0.2", f"for hidden_size {hidden} and head size {wanted}, {have} heads give a head size of "
+               f"{hidden // have}, but another head count gives one closer to {wanted}.",
+               "compare |hidden_size / h - head_size| over every h that divides hidden_size.")
     passed("0.2")
 
 
