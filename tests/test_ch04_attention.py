@@ -431,3 +431,33 @@ def test_outputs_are_bit_identical_to_transformers(hidden, heads, impl):
     mask = _mask_for(impl, _padding(3, 7, hidden))
     with torch.no_grad():
         assert torch.equal(ours(x, mask)[0], theirs(x, attention_mask=mask)[0])
+
+
+@pytest.mark.parametrize("D", [1, 4, 12, 64])
+def test_attention_probs_matches_softmax_by_hand_for_both_mask_forms(D):
+    """attention_probs against torch.softmax written here: real rows over the kept keys only, an all-padding row
+    uniform; the boolean and the additive mask give the same probabilities."""
+    from minibert import attention_probs
+
+    g = torch.Generator().manual_seed(D)
+    q, k = torch.randn(3, 2, 5, D, generator=g), torch.randn(3, 2, 5, D, generator=g)
+    keep = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 1, 0], [0, 0, 0, 0, 0]])
+    scores = torch.einsum("bhid,bhjd->bhij", q, k) / math.sqrt(D)
+    want = torch.softmax(scores.masked_fill(keep[:, None, None, :] == 0, float("-inf")), dim=-1)
+    want[2] = 1 / 5  # no key to keep: finfo.min everywhere, a plain average
+    for mask in (keep.bool()[:, None, None, :], extended_attention_mask(keep)):
+        have = attention_probs(q, k, mask)
+        assert have.shape == (3, 2, 5, 5)
+        assert torch.allclose(have, want, atol=1e-6, rtol=0)
+    assert torch.allclose(attention_probs(q, k), torch.softmax(scores, dim=-1), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_training_mode_drops_probabilities_on_both_paths(impl):
+    attn = BertSelfAttention(_config(36, 3, impl, attention_probs_dropout_prob=0.5))
+    _fill_random(attn, 3)
+    x = torch.randn(2, 5, 36, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        trained = attn.train()(x)[0]
+        evaluated = attn.eval()(x)[0]
+    assert (trained - evaluated).abs().max().item() > 1e-3
