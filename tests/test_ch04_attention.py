@@ -461,3 +461,29 @@ def test_training_mode_drops_probabilities_on_both_paths(impl):
         trained = attn.train()(x)[0]
         evaluated = attn.eval()(x)[0]
     assert (trained - evaluated).abs().max().item() > 1e-3
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_training_mode_matches_transformers_with_the_same_seed(impl):
+    """Dropout on the probabilities draws the same mask as transformers' (same generator, same order), so in
+    training mode the outputs agree bit for bit, and the eager path returns the probabilities after dropout, as
+    transformers' eager path does."""
+    cfg = _config(36, 3, impl, attention_probs_dropout_prob=0.3, hidden_dropout_prob=0.0)
+    ours = BertAttention(cfg).train()
+    _fill_random(ours, 11)
+    hf_cfg = transformers.BertConfig(hidden_size=36, num_attention_heads=3, intermediate_size=72,
+                                     attention_probs_dropout_prob=0.3, hidden_dropout_prob=0.0)
+    hf_cfg._attn_implementation = impl
+    theirs = hf.BertAttention(hf_cfg).train()
+    theirs.load_state_dict(ours.state_dict(), strict=True)
+    keep = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    x = torch.randn(2, 5, 36, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.manual_seed(3)
+        out, probs = ours(x, _mask_for(impl, keep), output_attentions=True)
+        torch.manual_seed(3)
+        want, want_probs = theirs(x, attention_mask=_mask_for(impl, keep))
+    assert torch.equal(out, want)
+    if impl == "eager":
+        assert torch.equal(probs, want_probs)
+        assert (probs == 0).float().mean().item() > 0.3  # dropped weights (padding and dropout) are zeros
