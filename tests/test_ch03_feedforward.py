@@ -126,13 +126,45 @@ def test_gradients_flow():
     assert torch.isfinite(x.grad).all()
 
 
-def test_exercise_checks_reject_wrong_answers():
+def _gelu_grad(x):
+    """The derivative of x * Phi(x) by the product rule, written here independently of the notebook."""
+    return 0.5 * (1 + torch.erf(x / math.sqrt(2))) + x * torch.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+
+
+def test_gelu_grad_reference_matches_autograd():
+    x = torch.linspace(-5, 5, 101, dtype=torch.float64, requires_grad=True)
+    assert torch.allclose(_gelu_grad(x.detach()), torch.autograd.grad(F.gelu(x).sum(), x)[0], atol=1e-12)
+
+
+def test_exercise_3_1_rejects_slips_and_autograd():
     from minibert.exercises import ExerciseError, ch03
-    with pytest.raises(ExerciseError, match="tanh"):
-        ch03.check_gelu(lambda x: F.gelu(x, approximate="tanh"))
-    with pytest.raises(ExerciseError, match="ReLU"):
-        ch03.check_gelu(torch.relu)
-    ch03.check_gelu(lambda x: 0.5 * x * (1 + torch.erf(x / math.sqrt(2))))
+    ch03.check_gelu_grad(_gelu_grad)
+    with pytest.raises(ExerciseError, match="Phi\\(x\\) alone"):
+        ch03.check_gelu_grad(lambda x: 0.5 * (1 + torch.erf(x / math.sqrt(2))))
+    with pytest.raises(ExerciseError, match="factor x"):
+        ch03.check_gelu_grad(lambda x: 0.5 * (1 + torch.erf(x / math.sqrt(2))) + torch.exp(-x * x / 2) / math.sqrt(2 * math.pi))
+
+    def tanh_grad(x):
+        x = x.clone().requires_grad_(True)
+        return torch.autograd.grad(F.gelu(x, approximate="tanh").sum(), x)[0]
+
+    with pytest.raises(ExerciseError, match="autograd"):
+        ch03.check_gelu_grad(tanh_grad)
+
+    def by_backward(x):
+        x = x.clone().requires_grad_(True)
+        F.gelu(x).sum().backward()
+        return x.grad
+
+    with pytest.raises(ExerciseError, match="autograd"):
+        ch03.check_gelu_grad(by_backward)
+    x = torch.ones(2, requires_grad=True)
+    (x * 2).sum().backward()  # autograd works again after the check
+    assert torch.equal(x.grad, torch.full((2,), 2.0))
+
+
+def test_exercise_checks_3_2_and_3_3_reject_wrong_answers():
+    from minibert.exercises import ExerciseError, ch03
     with pytest.raises(ExerciseError, match="3.2"):
         ch03.check_conv_to_linear(lambda conv: nn.Linear(conv.in_channels, conv.out_channels))
     with pytest.raises(ExerciseError, match="biases"):
@@ -140,8 +172,21 @@ def test_exercise_checks_reject_wrong_answers():
     with pytest.raises(ExerciseError, match="LayerNorm"):
         ch03.check_large_ffn(2 * 1024 * 4096 + 4096 + 3 * 1024, 0)
     ch03.check_large_ffn(2 * 1024 * 4096 + 4096 + 1024, 24 * (2 * 1024 * 4096 + 4096 + 1024))
+
+
+def test_exercise_3_4_needs_one_token_per_call():
+    from minibert.exercises import ExerciseError, ch03
+
+    def loop(i, o, x):
+        return torch.stack([torch.stack([o.dense(i(x[b, t])) for t in range(x.shape[1])]) for b in range(x.shape[0])])
+
+    ch03.check_token_by_token(loop)
     with pytest.raises(ExerciseError, match="3.4"):
         ch03.check_token_by_token(lambda i, o, x: o(i(x), x))  # adds the residual and LayerNorm
+    with pytest.raises(ExerciseError, match="12 tokens in one call"):  # right numbers, no loop
+        ch03.check_token_by_token(lambda i, o, x: o.dense(i(x)))
+    with pytest.raises(ExerciseError, match="4 tokens in one call"):  # a loop over sentences only
+        ch03.check_token_by_token(lambda i, o, x: torch.stack([o.dense(i(x[b])) for b in range(x.shape[0])]))
 
 
 def test_hidden_states_of_the_wrong_width_are_refused():

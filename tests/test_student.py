@@ -89,6 +89,31 @@ WRONG_ANSWERS = {
     # Exercises whose answer works in place (returns None) or is mostly empty lists get no generic wrong answer.
     # 6.4, the classic slip: a copy of the embedding matrix instead of the shared Parameter
     "6.4": ["import torch\ndecoder.weight = torch.nn.Parameter(embedding.weight.detach().clone())"],
+    "3.1": ["return 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))",  # Phi(x) alone: the product rule forgotten
+            "x = x.clone().requires_grad_(True)\nreturn torch.autograd.grad(F.gelu(x).sum(), x)[0]"],  # autograd
+    "3.2": [  # bias=False ignored (the Linear keeps a random bias of its own); nothing copied
+        "lin = nn.Linear(conv.in_channels, conv.out_channels)\nwith torch.no_grad():\n"
+        "    lin.weight.copy_(conv.weight[:, :, 0])\n    if conv.bias is not None:\n        lin.bias.copy_(conv.bias)\n"
+        "return lin",
+        "return nn.Linear(conv.in_channels, conv.out_channels)"],
+    "3.3": ["large_ffn = 2 * 1024 * 4096\nlarge_ffn_all = 24 * large_ffn",  # biases forgotten
+            "large_ffn = 2 * 1024 * 4096 + 4096 + 1024\nlarge_ffn_all = 12 * large_ffn"],  # BERT-base's 12 layers
+    "3.4": ["return output.dense(intermediate(x))",  # right numbers, but no per-token loop
+            "return torch.stack([output.dense(intermediate(x[b])) for b in range(x.shape[0])])"],  # per sentence only
+    "4.1": [  # -inf (NaN on an all-padding row); the forbidden fused function; the causal triangle upside down
+        "scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])\nif causal:\n"
+        "    scores = scores.masked_fill(~torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).tril(), float('-inf'))\n"
+        "if mask is not None:\n    scores = scores.masked_fill(~mask, float('-inf'))\nreturn scores.softmax(dim=-1) @ v",
+        "return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)",
+        "scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])\nif causal:\n"
+        "    scores = scores.masked_fill(torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).tril(-1), "
+        "torch.finfo(scores.dtype).min)\n"
+        "if mask is not None:\n    scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)\n"
+        "return scores.softmax(dim=-1) @ v"],
+    "4.2": ["return qkv.view(*qkv.shape[:2], num_heads, -1).transpose(1, 2).chunk(3, dim=-1)",  # [q_h k_h v_h] per head
+            "B, T, C3 = qkv.shape\nreturn tuple(t.reshape(B, num_heads, T, -1) for t in qkv.split(C3 // 3, dim=-1))"],
+    "4.4": ["num_scores = 8 * 128 * 128\nattention_block_params = 4 * (768 * 768 + 768) + 2 * 768",  # one table per sequence
+            "num_scores = 8 * 12 * 128 * 128\nattention_block_params = 4 * (768 * 768 + 768)"],  # LayerNorm forgotten
     "4.3": [  # key and value swapped; the biases forgotten
         "W = mha.in_proj_weight.chunk(3, dim=0)\nb = mha.in_proj_bias.chunk(3)\nwith torch.no_grad():\n"
         "    for i, lin in enumerate((self_attention.query, self_attention.value, self_attention.key)):\n"

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import expect, not_done, passed
+from . import ExerciseError, expect, not_done, passed
 
 
 def _as_tensor(value, exercise: str, what: str) -> torch.Tensor:
@@ -15,24 +15,41 @@ def _as_tensor(value, exercise: str, what: str) -> torch.Tensor:
     return value
 
 
-def check_gelu(fn) -> None:
+def _no_autograd(*args, **kwargs):
+    raise ExerciseError("Exercise 3.1: the answer uses autograd, which the exercise forbids.\n"
+                        "Hint: differentiate x * Phi(x) by hand with the product rule: Phi(x) + x * phi(x).")
+
+
+def check_gelu_grad(fn) -> None:
     not_done(fn, "3.1")
     x = torch.linspace(-6, 6, 1201, dtype=torch.float64)
-    have = _as_tensor(fn(x), "3.1", "gelu(x)")
-    expect(have.shape == x.shape, "3.1", f"gelu(x) changed the shape: {tuple(x.shape)} -> {tuple(have.shape)}.",
-           "GELU works element by element.")
-    have = have.to(torch.float64)
-    want = F.gelu(x)  # PyTorch's exact (erf) GELU
+    xg = x.clone().requires_grad_(True)
+    want = torch.autograd.grad(F.gelu(xg).sum(), xg)[0]  # PyTorch's own derivative of the exact GELU
+    saved = torch.autograd.grad, torch.autograd.backward, torch.Tensor.backward
+    torch.autograd.grad = torch.autograd.backward = torch.Tensor.backward = _no_autograd
+    try:
+        have = fn(x.clone())
+    finally:
+        torch.autograd.grad, torch.autograd.backward, torch.Tensor.backward = saved
+    have = _as_tensor(have, "3.1", "gelu_grad(x)")
+    expect(have.shape == x.shape, "3.1", f"gelu_grad(x) changed the shape: {tuple(x.shape)} -> {tuple(have.shape)}.",
+           "the derivative works element by element.")
+    have = have.detach().to(torch.float64)
     err = (have - want).abs().max().item()
     if err > 1e-6:
-        if (have - F.gelu(x, approximate="tanh")).abs().max().item() < 1e-6:
-            expect(False, "3.1", f"this is the tanh approximation (off by up to {err:.1e}), not the exact GELU.",
-                   "use 0.5 * x * (1 + torch.erf(x / math.sqrt(2))).")
-        if (have - x.clamp(min=0)).abs().max().item() < 1e-6:
-            expect(False, "3.1", "this is ReLU, not GELU.", "GELU(x) = x * Phi(x) = 0.5 * x * (1 + erf(x / sqrt(2))).")
+        cdf = 0.5 * (1 + torch.erf(x / 2 ** 0.5))
+        pdf = torch.exp(-0.5 * x * x) / (2 * torch.pi) ** 0.5
+        expect((have - cdf).abs().max().item() > 1e-6, "3.1", "this is Phi(x) alone: the product rule's second "
+               "term is missing.", "d/dx [x * Phi(x)] = Phi(x) + x * phi(x), with phi(x) = exp(-x^2/2) / sqrt(2 pi).")
+        expect((have - (cdf + pdf)).abs().max().item() > 1e-6, "3.1", "this is Phi(x) + phi(x): the second term "
+               "needs the factor x.", "d/dx [x * Phi(x)] = Phi(x) + x * phi(x).")
+        xt = x.clone().requires_grad_(True)
+        tanh_grad = torch.autograd.grad(F.gelu(xt, approximate="tanh").sum(), xt)[0]
+        expect((have - tanh_grad).abs().max().item() > 1e-6, "3.1", "this is the derivative of the tanh "
+               "approximation, not of the exact GELU.", "use Phi(x) = 0.5 * (1 + erf(x / sqrt(2))).")
         worst = x[(have - want).abs().argmax()].item()
-        expect(False, "3.1", f"gelu differs from the exact GELU by {err:.2e} (worst at x = {worst:.2f}).",
-               "GELU(x) = 0.5 * x * (1 + erf(x / sqrt(2))); check that x is divided by sqrt(2) inside erf.")
+        expect(False, "3.1", f"gelu_grad differs from the derivative of the exact GELU by {err:.2e} (worst at "
+               f"x = {worst:.2f}).", "Phi(x) + x * phi(x); check the sqrt(2) inside erf and the 1/sqrt(2 pi) in phi.")
     passed("3.1")
 
 
@@ -89,12 +106,23 @@ def check_token_by_token(fn) -> None:
     torch.manual_seed(34)
     intermediate, output = BertIntermediate(config).eval(), BertOutput(config).eval()
     x = torch.randn(3, 4, 12)
-    with torch.no_grad():
-        have = fn(intermediate, output, x)
+    sizes = []  # tokens per call of intermediate: the per-token loop gives one C-vector each time
+    hook = intermediate.register_forward_hook(lambda mod, inp, out: sizes.append(inp[0].numel() // inp[0].shape[-1]))
+    try:
+        with torch.no_grad():
+            have = fn(intermediate, output, x)
+    finally:
+        hook.remove()
         # the batched FFN without residual and LayerNorm, written with F.linear and F.gelu
         want = F.linear(F.gelu(F.linear(x, intermediate.dense.weight, intermediate.dense.bias)),
                         output.dense.weight, output.dense.bias)
     have = _as_tensor(have, "3.4", "ffn_token_by_token")
+    expect(len(sizes) > 0, "3.4", "intermediate was never called.",
+           "compute output.dense(intermediate(x[b, t])) for each token.")
+    expect(max(sizes) == 1, "3.4", f"intermediate got {max(sizes)} tokens in one call; the exercise asks for one token "
+           f"at a time.", "loop over b and t and pass x[b, t], a single C-vector, to intermediate.")
+    expect(len(sizes) == x.shape[0] * x.shape[1], "3.4", f"intermediate was called {len(sizes)} times for "
+           f"{x.shape[0] * x.shape[1]} tokens.", "call it exactly once per token: B * T calls.")
     expect(tuple(have.shape) == tuple(want.shape), "3.4",
            f"the result has shape {tuple(have.shape)}, expected (B, T, C) = {tuple(want.shape)}.",
            "collect one C-vector per token and torch.stack them back into (B, T, C).")
