@@ -341,7 +341,11 @@ def build_book(book: Book, out: Path | None = None, progress: bool = True) -> Pa
             for i, chapter in enumerate(book.chapters):
                 bar.set_postfix_str(Path(chapter.notebook).name)
                 path = book.path(chapter.notebook)
-                nb = nbformat.read(path, as_version=4)
+                try:
+                    nb = nbformat.read(path, as_version=4)
+                except (OSError, ValueError) as exc:  # NotJSONError and ValidationError are ValueErrors
+                    raise BookError(f"{chapter.notebook}: cannot read the notebook ({exc}); "
+                                    f"no page was written") from None
                 goals[chapter.number] = learning_goals(nb)
                 anchor = terms_anchor(nb)
                 terms += [Term(en, zh, chapter, anchor) for en, zh in terms_table(nb)]

@@ -264,25 +264,6 @@ Run a whole notebook from the command line (it stops at the first exercise you h
 """
 
 
-def _refuse(book: Book, out: Path) -> None:
-    out = out.resolve()
-    root = book.root.resolve()
-    teacher = {book.path(c.notebook).resolve() for c in book.chapters}
-    protected = {book.path(c.notebook).resolve().parent for c in book.chapters} | {root / "notebooks", root / "minibert"}
-    for folder in protected:
-        if out == folder or folder in out.parents:
-            raise StudentError(f"refusing to write student notebooks into {out}: it holds the teacher's files "
-                               f"({folder.relative_to(root) if root in folder.parents else folder}); "
-                               f"pick another folder, e.g. _build/student")
-    if out == root:
-        raise StudentError(f"refusing to write student notebooks into the repository root {out}; "
-                           f"pick another folder, e.g. _build/student")
-    for c in book.chapters:
-        target = out / Path(c.notebook).name
-        if target.resolve() in teacher:
-            raise StudentError(f"refusing to overwrite the teacher's notebook {c.notebook}")
-
-
 def build_student(book: Book, out: Path) -> list[Path]:
     """Write every chapter's student notebook and a README into `out`; return the paths written.
 
@@ -292,7 +273,6 @@ def build_student(book: Book, out: Path) -> list[Path]:
     from .outdir import output_folder
 
     out = Path(out)
-    _refuse(book, out)
     notebooks = [student_notebook(book, c) for c in book.chapters]
     files = {Path(s.chapter.notebook).name: s.text for s in notebooks}
     files[README] = readme(book, notebooks)
