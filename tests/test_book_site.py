@@ -84,7 +84,7 @@ def built_book() -> tuple[Path, float]:
 
 
 @pytest.fixture(scope="module")
-def site():
+def site(node_modules):
     return built_book()
 
 
@@ -253,7 +253,7 @@ def test_goals_and_terms_parsers_on_hand_written_cells():
     assert render.learning_goals(empty) == [] and render.terms_table(empty) == []
 
 
-def test_a_chapter_without_goals_or_terms_still_builds(tmp_path):
+def test_a_chapter_without_goals_or_terms_still_builds(tmp_path, node_modules):
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "node_modules").symlink_to(ROOT / "node_modules", target_is_directory=True)
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# 00 · Being written")])

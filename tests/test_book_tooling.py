@@ -571,7 +571,7 @@ def test_output_folder_keep_starts_from_the_previous_output(tmp_path):
     assert (out / "00.slides.html").read_text() == "deck 0" and (out / "01.slides.html").read_text() == "deck 1"
 
 
-def test_a_failed_book_rebuild_leaves_the_previous_book(course, tmp_path):
+def test_a_failed_book_rebuild_leaves_the_previous_book(course, tmp_path, node_modules):
     from minibert.book.render import build_book
 
     (course / "node_modules").symlink_to(ROOT / "node_modules", target_is_directory=True)
