@@ -2,7 +2,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV_PY := .venv/bin/python
 # Tests run on up to 4 processes (pytest-xdist); --dist loadfile keeps each notebook's cells in one kernel.
-# PYTEST_WORKERS= (empty) runs everything in one process.
+# PYTEST_WORKERS= (empty) runs everything in one process. -rs names every skipped test and why (what to install).
 PYTEST_WORKERS ?= --numprocesses=auto --maxprocesses=4 --dist loadfile
 # The notebooks nbval runs, in book.toml order.
 NOTEBOOKS = $(shell $(VENV_PY) -m minibert chapters)
@@ -16,7 +16,7 @@ setup:
 
 test: setup
 	@$(VENV_PY) -m minibert check
-	$(VENV_PY) -m pytest tests $(NOTEBOOKS) --nbval --nbval-current-env \
+	$(VENV_PY) -m pytest tests $(NOTEBOOKS) --nbval --nbval-current-env -rs \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lab: setup

@@ -10,9 +10,12 @@ from .project import BookError, load_book
 
 
 def _cmd_sync(book, args) -> int:
-    from .mirror import sync
+    from .mirror import stray_temporaries, sync
 
+    stray = stray_temporaries(book)
     written = sync(book, force=args.force)
+    if stray:
+        print(f"minibert sync: removed {', '.join(stray)}, left by an interrupted sync")
     print(f"minibert sync: wrote {', '.join(written)}" if written else "minibert sync: package is up to date")
     return 0
 

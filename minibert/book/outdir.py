@@ -103,7 +103,8 @@ def check_output_folder(out: Path | str, tool: str, book: Book | None = None) ->
             shown = ", ".join(present[:3] or sorted(p.name for p in out.iterdir())[:3])
             raise OutputError(f"refusing to write into {out}: it holds files minibert {tool} did not write "
                               f"({shown}{', ...' if len(present) > 3 else ''}); pick a new or empty folder, "
-                              f"e.g. _build/{tool}")
+                              f"e.g. _build/{tool} (only if it is a build by an older minibert, which wrote no {MARKER}, "
+                              f"remove it first)")
         return out
     if marker["tool"] != tool:
         raise OutputError(f"refusing to write into {out}: it holds the output of minibert {marker['tool']}, "
