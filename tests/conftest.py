@@ -37,11 +37,11 @@ def unavailable(reason: str):
 
 
 def chromium_path() -> str | None:
-    """MINIBERT_CHROMIUM when set (even to a missing file: how the skip is tested), else Debian's chromium."""
+    """MINIBERT_CHROMIUM when set (even to a missing file: how the skip is tested), else Debian's chromium on PATH."""
     if "MINIBERT_CHROMIUM" in os.environ:
         candidates = [os.environ["MINIBERT_CHROMIUM"]]
     else:
-        candidates = ["/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")]
+        candidates = [shutil.which("chromium"), shutil.which("chromium-browser")]
     for candidate in candidates:
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
