@@ -306,3 +306,18 @@ def test_links_to_chapter_notebooks_point_at_their_pages(book):
     assert render.link_chapters(page, book) == (
         f'<a href="{second}.html">next</a> <a href="{first}.html#Terms">terms</a> '
         f'<a href="other.ipynb">not a chapter</a> <a href="https://example.org/{first}.ipynb">web</a>')
+
+
+def test_npm_tests_skip_without_node_modules_but_fail_under_ci(monkeypatch, tmp_path):
+    """The `node_modules` fixture (tests/conftest.py) checks the packages package.json installs."""
+    import conftest
+
+    package = json.loads((ROOT / "package.json").read_text())
+    assert set(conftest.NPM_PACKAGES) <= set(package["dependencies"])
+    assert conftest.missing_npm_packages(tmp_path) == list(conftest.NPM_PACKAGES)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="npm"):
+        conftest.unavailable(f"needs the npm packages: {conftest.INSTALL_NPM}")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+        conftest.unavailable(f"needs the npm packages: {conftest.INSTALL_NPM}")
