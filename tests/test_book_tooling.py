@@ -428,12 +428,15 @@ def test_check_reports_stray_temporaries_and_sync_removes_only_those(project):
     sync(book)
     stray = project / "minibert/.one.py.k2j4_x9q.tmp"
     stray.write_text("half a module")
-    mine = project / "minibert/.notes.tmp"  # not a name sync gives its temporaries: never touched
+    mine = project / "minibert/.notes.tmp"  # not a name sync gives its temporaries: reported, never touched
     mine.write_text("keep")
     result = run_cli(project, "check")
     assert result.returncode == 1 and "minibert/.one.py.k2j4_x9q.tmp is a temporary file" in result.stderr
-    assert ".notes.tmp" not in result.stderr
+    assert "minibert/.notes.tmp is a stray temporary file, not named as `minibert sync`" in result.stderr
     assert sync(book) == [] and not stray.exists() and mine.read_text() == "keep"
+    result = run_cli(project, "check")
+    assert result.returncode == 1 and "one.py" not in result.stderr and ".notes.tmp" in result.stderr
+    mine.unlink()
     assert run_cli(project, "check").returncode == 0
 
 

@@ -286,9 +286,16 @@ def drifted(book: Book) -> list[Drift]:
         diff = "".join(list(difflib.unified_diff(want.splitlines(True), have.splitlines(True),
                                                  f"{path} (from the notebooks)", f"{path} (on disk)", n=1))[:24])
         problems.append(Drift(path, reason, diff))
-    for tmp in stray_temporaries(book):
+    ours = stray_temporaries(book)
+    for tmp in ours:
         problems.append(Drift(tmp, "a temporary file left by an interrupted `minibert sync` "
                                    "(`minibert sync` removes it)", ""))
+    package = book.path(PACKAGE)
+    others = sorted(p.name for p in package.glob(".*.tmp")) if package.is_dir() else []
+    for name in others:
+        if f"{PACKAGE}/{name}" not in ours:
+            problems.append(Drift(f"{PACKAGE}/{name}", "a stray temporary file, not named as `minibert sync` names "
+                                                       "its own, so it is left alone: remove it yourself", ""))
     return problems
 
 
