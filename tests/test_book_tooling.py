@@ -259,6 +259,7 @@ def test_a_second_directive_and_a_directive_in_markdown_are_errors(project):
 
 def test_comments_that_mention_export_are_not_directives(project):
     nb = nbformat.read(project / "notebooks/00_one.ipynb", as_version=4)
+    nb.cells[0].source = "# Export\n\nA markdown heading that happens to say Export."
     nb.cells[2].source = "# export the figure as PNG below\nx = 1  # export later\ntext = '#| export'"
     nb.cells[3].source = "#| export\n# export the unit too\nUNIT = 'cm'\n_private = 1"
     nbformat.write(nb, project / "notebooks/00_one.ipynb")
