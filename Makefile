@@ -2,19 +2,21 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV_PY := .venv/bin/python
 # Tests run on up to 4 processes (pytest-xdist); --dist loadfile keeps each notebook's cells in one kernel.
-# PYTEST_WORKERS= (empty) runs everything in one process.
+# PYTEST_WORKERS= (empty) runs everything in one process. -rs names every skipped test and why (what to install).
 PYTEST_WORKERS ?= --numprocesses=auto --maxprocesses=4 --dist loadfile
 # The notebooks nbval runs, in book.toml order.
 NOTEBOOKS = $(shell $(VENV_PY) -m minibert chapters)
 
 .PHONY: setup test lab book sync check clean
 
+# Creates or refreshes .venv/ (pip -c constraints.txt: the pinned versions the stored outputs were made with)
+# and node_modules/ (npm ci), only when something changed; see scripts/setup_env.py.
 setup:
 	@$(PYTHON) scripts/setup_env.py
 
 test: setup
 	@$(VENV_PY) -m minibert check
-	$(VENV_PY) -m pytest tests $(NOTEBOOKS) --nbval --nbval-current-env \
+	$(VENV_PY) -m pytest tests $(NOTEBOOKS) --nbval --nbval-current-env -rs \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lab: setup
@@ -45,9 +47,10 @@ student: setup
 slides: setup
 	$(VENV_PY) -m minibert slides --out _build/slides
 
-# One folder for a class: the student notebooks with their README, and the decks in slides/.
+# One folder for a class: the student notebooks with their README in student/, the decks in slides/. (Each
+# builder owns its own folder: it writes only into a folder it created, so the two do not share one.)
 classroom: setup
-	$(VENV_PY) -m minibert student --out _build/classroom
+	$(VENV_PY) -m minibert student --out _build/classroom/student
 	$(VENV_PY) -m minibert slides --out _build/classroom/slides
 
 # Forward-pass speed of minibert against transformers (CPU; the GPU cases run when CUDA is present).

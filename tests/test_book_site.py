@@ -84,7 +84,7 @@ def built_book() -> tuple[Path, float]:
 
 
 @pytest.fixture(scope="module")
-def site():
+def site(node_modules):
     return built_book()
 
 
@@ -253,7 +253,7 @@ def test_goals_and_terms_parsers_on_hand_written_cells():
     assert render.learning_goals(empty) == [] and render.terms_table(empty) == []
 
 
-def test_a_chapter_without_goals_or_terms_still_builds(tmp_path):
+def test_a_chapter_without_goals_or_terms_still_builds(tmp_path, node_modules):
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "node_modules").symlink_to(ROOT / "node_modules", target_is_directory=True)
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# 00 · Being written")])
@@ -306,3 +306,18 @@ def test_links_to_chapter_notebooks_point_at_their_pages(book):
     assert render.link_chapters(page, book) == (
         f'<a href="{second}.html">next</a> <a href="{first}.html#Terms">terms</a> '
         f'<a href="other.ipynb">not a chapter</a> <a href="https://example.org/{first}.ipynb">web</a>')
+
+
+def test_npm_tests_skip_without_node_modules_but_fail_under_ci(monkeypatch, tmp_path):
+    """The `node_modules` fixture (tests/conftest.py) checks the packages package.json installs."""
+    import conftest
+
+    package = json.loads((ROOT / "package.json").read_text())
+    assert set(conftest.NPM_PACKAGES) <= set(package["dependencies"])
+    assert conftest.missing_npm_packages(tmp_path) == list(conftest.NPM_PACKAGES)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="npm"):
+        conftest.unavailable(f"needs the npm packages: {conftest.INSTALL_NPM}")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+        conftest.unavailable(f"needs the npm packages: {conftest.INSTALL_NPM}")

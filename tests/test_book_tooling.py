@@ -1,8 +1,10 @@
 """The mirroring tool: book.toml validation, `minibert sync` and `minibert check` (DESIGN.md §3)."""
 
+import errno
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -69,9 +71,11 @@ def snapshot(root: Path) -> dict[str, str]:
     return out
 
 
-def run_cli(root: Path, *args: str) -> subprocess.CompletedProcess:
+def run_cli(root: Path, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    # Run from this checkout (not from `root`, whose generated minibert/ has no tooling): the command under test
+    # is the checkout's own, whatever an editable install elsewhere points at.
     return subprocess.run([sys.executable, "-m", "minibert", "--root", str(root), *args],
-                          capture_output=True, text=True, cwd=root)
+                          capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
 def test_sync_writes_each_module_verbatim_with_header_and_markers(project):
@@ -191,16 +195,76 @@ def test_invalid_json_notebook_writes_nothing(project):
     assert snapshot(project) == before
 
 
-def test_unknown_directive_and_unknown_target_are_errors(project):
+def test_unknown_target_is_an_error(project):
     nb = nbformat.read(project / "notebooks/00_one.ipynb", as_version=4)
-    nb.cells[1].source = "#| exports\nx = 1"
-    nbformat.write(nb, project / "notebooks/00_one.ipynb")
-    with pytest.raises(BookError, match=r"00_one\.ipynb, cell 2: unknown directive"):
-        sync(load_book(project))
     nb.cells[1].source = "#| export nowhere\nx = 1"
     nbformat.write(nb, project / "notebooks/00_one.ipynb")
     with pytest.raises(BookError, match=r"cell 2: '#\| export nowhere' names no module of this chapter"):
         sync(load_book(project))
+
+
+def test_nbdev_spelling_without_a_space_is_accepted(project):
+    """`#|export` and `#|export NAME` (nbdev's spelling) mirror exactly like `#| export`."""
+    book = load_book(project)
+    sync(book)
+    before = snapshot(project)
+    for path, cell, directive in (("notebooks/00_one.ipynb", 1, "#|export"), ("notebooks/01_two.ipynb", 1, "#|export extra")):
+        nb = nbformat.read(project / path, as_version=4)
+        nb.cells[cell].source = nb.cells[cell].source.replace(nb.cells[cell].source.split("\n")[0], directive, 1)
+        nbformat.write(nb, project / path)
+    assert drifted(book) == [] and sync(book) == []
+    assert {k: v for k, v in snapshot(project).items() if k.startswith("minibert/")} == \
+        {k: v for k, v in before.items() if k.startswith("minibert/")}
+
+
+NEAR_MISSES = [
+    ("#| Export\nx = 1", 1, "#| Export"), (" #| export\nx = 1", 1, " #| export"), ("# | export\nx = 1", 1, "# | export"),
+    ("#|  export\nx = 1", 1, "#|  export"), ("#| exports\nx = 1", 1, "#| exports"), ("#| EXPORT\nx = 1", 1, "#| EXPORT"),
+    ("\n#| export\nx = 1", 2, "#| export"), ("#export\nx = 1", 1, "#export"), ("# export\nx = 1", 1, "# export"),
+    ("#| export  extra\nx = 1", 1, "#| export  extra"), ("#|\texport\nx = 1", 1, "#|\texport"),
+    ("# a comment first\n#| export\nx = 1", 2, "#| export"), ("#| hide\n#| export\nx = 1", 2, "#| export"),
+]
+
+
+@pytest.mark.parametrize("source, line, shown", NEAR_MISSES)
+def test_a_near_miss_directive_is_an_error_naming_notebook_and_cell(project, source, line, shown):
+    """A cell that looks like an export is never silently skipped: sync and check stop, naming notebook and cell."""
+    book = load_book(project)
+    sync(book)
+    nb = nbformat.read(project / "notebooks/00_one.ipynb", as_version=4)
+    nb.cells[3].source = source
+    nbformat.write(nb, project / "notebooks/00_one.ipynb")
+    before = snapshot(project)
+    with pytest.raises(BookError, match=rf"notebooks/00_one\.ipynb, cell 4: line {line} "
+                                        rf"{re.escape(repr(shown))} looks like an export directive"):
+        sync(book)
+    for command in ("sync", "check"):
+        result = run_cli(project, command)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, (command, result.stderr)
+        assert result.stderr.count("\n") == 1 and "notebooks/00_one.ipynb, cell 4" in result.stderr
+    assert snapshot(project) == before
+
+
+def test_a_second_directive_and_a_directive_in_markdown_are_errors(project):
+    nb = nbformat.read(project / "notebooks/00_one.ipynb", as_version=4)
+    nb.cells[3].source = "#| export\n#| export extra\nx = 1"
+    nbformat.write(nb, project / "notebooks/00_one.ipynb")
+    with pytest.raises(BookError, match=r"00_one\.ipynb, cell 4: line 2 '#\| export extra' looks like a second"):
+        sync(load_book(project))
+    nb.cells[3] = nbformat.v4.new_markdown_cell("#| export\nx = 1")
+    nbformat.write(nb, project / "notebooks/00_one.ipynb")
+    with pytest.raises(BookError, match=r"00_one\.ipynb, cell 4: a markdown cell starts with '#\| export'"):
+        sync(load_book(project))
+
+
+def test_comments_that_mention_export_are_not_directives(project):
+    nb = nbformat.read(project / "notebooks/00_one.ipynb", as_version=4)
+    nb.cells[0].source = "# Export\n\nA markdown heading that happens to say Export."
+    nb.cells[2].source = "# export the figure as PNG below\nx = 1  # export later\ntext = '#| export'"
+    nb.cells[3].source = "#| export\n# export the unit too\nUNIT = 'cm'\n_private = 1"
+    nbformat.write(nb, project / "notebooks/00_one.ipynb")
+    sync(load_book(project))
+    assert "UNIT = 'cm'" in (project / "minibert/one.py").read_text()
 
 
 def test_a_name_exported_twice_is_an_error(project):
@@ -269,3 +333,264 @@ def test_chapter_numbers_come_from_notebook_names_and_must_increase(project):
     (project / "book.toml").write_text(swapped)
     with pytest.raises(BookError, match=r"chapter number 00 \(from the notebook's name\) does not follow 07"):
         load_book(project)
+
+
+# ---------------------------------------------------------------------------------------------- sync: all or nothing
+
+
+def _failing(real, fail_on: int, error: int):
+    """A stand-in for `real` that raises OSError(error) on its fail_on-th call (1-based)."""
+    calls = []
+
+    def fake(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == fail_on:
+            raise OSError(error, os.strerror(error), str(args[0]))
+        return real(*args, **kwargs)
+
+    return fake
+
+
+def _notebook_changed_everywhere(project: Path) -> None:
+    for path, cell, source in (("notebooks/00_one.ipynb", 3, "#| export\nUNIT = 'mm'"),
+                               ("notebooks/01_two.ipynb", 1, "#| export extra\ndef helper():\n    return 43")):
+        nb = nbformat.read(project / path, as_version=4)
+        nb.cells[cell].source = source
+        nbformat.write(nb, project / path)
+
+
+@pytest.mark.parametrize("stage, fail_on, error", [
+    ("rename", 1, errno.EIO), ("rename", 2, errno.ENOSPC), ("rename", 2, errno.EACCES),
+    ("temporary", 1, errno.ENOSPC), ("temporary", 2, errno.EROFS),
+])
+def test_a_failed_write_leaves_every_module_as_it_was(project, monkeypatch, capsys, stage, fail_on, error):
+    """Disk full or a read-only module (simulated: tests run as root, where chmod does not stop writes) while
+    writing the temporaries or while renaming them: no module changes, no temporary stays, one-line error."""
+    from minibert.book import cli, mirror
+
+    book = load_book(project)
+    sync(book)
+    _notebook_changed_everywhere(project)  # one.py and extra.py must both change
+    before = snapshot(project)
+    if stage == "rename":
+        monkeypatch.setattr(mirror.os, "replace", _failing(os.replace, fail_on, error))
+    else:
+        monkeypatch.setattr(mirror, "_write_temporary", _failing(mirror._write_temporary, fail_on, error))
+    with pytest.raises(BookError, match=rf"cannot write minibert/\w+\.py: {os.strerror(error)} \[Errno {error}\]; "
+                                        r"nothing was changed, every module is as it was"):
+        sync(book)
+    assert snapshot(project) == before  # bytes and modification times
+    assert mirror.stray_temporaries(book) == []
+    monkeypatch.setattr(mirror.os, "replace", _failing(os.replace, 1, error))
+    assert cli.main(["--root", str(project), "sync"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("minibert sync: error: cannot write minibert/one.py: ") and err.count("\n") == 1
+    assert snapshot(project) == before
+
+
+def test_hand_edits_anywhere_are_seen_header_and_hash_line_included(project):
+    book = load_book(project)
+    sync(book)
+    module = project / "minibert/one.py"
+    good = module.read_text()
+    lines = good.split("\n")
+    assert lines[2].startswith("# sha256: ")
+    for k, new in ((0, lines[0].replace("do not edit by hand", "edit freely")), (1, lines[1] + " Or not."),
+                   (2, lines[2][:-1] + ("0" if lines[2][-1] != "0" else "1")), (5, lines[5] + "  # note")):
+        module.write_text("\n".join(lines[:k] + [new] + lines[k + 1:]))
+        assert [(d.path, d.reason) for d in drifted(book)] == [("minibert/one.py", "edited by hand")], k
+        with pytest.raises(BookError, match="edited by hand: minibert/one.py"):
+            sync(book)
+    module.write_text(good)
+    assert drifted(book) == []
+
+
+def test_files_from_the_previous_sync_format_are_accepted_and_their_header_checked(project):
+    """Before the hash covered the header, it covered the body only: such files still count as generated."""
+    from minibert.book import mirror
+
+    book = load_book(project)
+    sync(book)
+    module = project / "minibert/one.py"
+    lines = module.read_text().split("\n")
+    body = "\n".join(lines[3:])
+    legacy = "\n".join(lines[:2] + ["# content-hash: " + hashlib.sha256(body.encode()).hexdigest()[:16], body])
+    module.write_text(legacy)
+    assert drifted(book) == [] and sync(book) == []
+    module.write_text(legacy.replace("do not edit by hand", "edit freely"))
+    assert [(d.path, d.reason) for d in drifted(book)] == [("minibert/one.py", "edited by hand")]
+    module.write_text(legacy.replace("math.pi", "3.14"))
+    assert [(d.path, d.reason) for d in drifted(book)] == [("minibert/one.py", "edited by hand")]
+    assert not mirror.hand_edited(legacy)
+
+
+def test_check_reports_stray_temporaries_and_sync_removes_only_those(project):
+    book = load_book(project)
+    sync(book)
+    stray = project / "minibert/.one.py.k2j4_x9q.tmp"
+    stray.write_text("half a module")
+    mine = project / "minibert/.notes.tmp"  # not a name sync gives its temporaries: reported, never touched
+    mine.write_text("keep")
+    result = run_cli(project, "check")
+    assert result.returncode == 1 and "minibert/.one.py.k2j4_x9q.tmp is a temporary file" in result.stderr
+    assert "minibert/.notes.tmp is a stray temporary file, not named as `minibert sync`" in result.stderr
+    assert sync(book) == [] and not stray.exists() and mine.read_text() == "keep"
+    result = run_cli(project, "check")
+    assert result.returncode == 1 and "one.py" not in result.stderr and ".notes.tmp" in result.stderr
+    mine.unlink()
+    assert run_cli(project, "check").returncode == 0
+
+
+def test_check_covers_init(project):
+    """A name deleted from __init__.py by hand, or an export cell deleted from a notebook: check names __init__.py."""
+    book = load_book(project)
+    sync(book)
+    init = project / "minibert/__init__.py"
+    init.write_text(init.read_text().replace("    'helper': 'minibert.extra',\n", ""))
+    result = run_cli(project, "check")
+    assert result.returncode == 1 and "minibert/__init__.py is edited by hand" in result.stderr
+    sync(book, force=True)
+    nb = nbformat.read(project / "notebooks/01_two.ipynb", as_version=4)
+    del nb.cells[1]
+    nbformat.write(nb, project / "notebooks/01_two.ipynb")
+    problems = {d.path: d.reason for d in drifted(book)}
+    assert problems == {"minibert/extra.py": "out of date with its notebook",
+                        "minibert/__init__.py": "out of date with its notebook"}
+
+
+# ---------------------------------------------------------------------------------------------- output folders
+
+BUILDERS = ("book", "student", "slides")
+
+
+def _tree(root: Path) -> dict[str, str]:
+    """Like snapshot, also listing folders, so a removed or added empty folder shows."""
+    out = snapshot(root)
+    out.update({str(p.relative_to(root)) + "/": "dir" for p in root.rglob("*") if p.is_dir()})
+    return out
+
+
+@pytest.fixture
+def course(project: Path, tmp_path: Path, monkeypatch) -> Path:
+    """The two-chapter project with a .git folder, an uncommitted draft and a home folder holding a file."""
+    sync(load_book(project))
+    (project / ".git").mkdir()
+    (project / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (project / "notebooks" / "draft.ipynb").write_text("{}")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "notes.txt").write_text("mine")
+    monkeypatch.setenv("HOME", str(home))
+    return project
+
+
+@pytest.mark.parametrize("tool", BUILDERS)
+@pytest.mark.parametrize("out, why", [
+    (".", "it is the repository root"), ("{root}", "it is the repository root"),
+    ("notebooks", "notebooks"), ("notebooks/sub", "notebooks"), ("minibert", "minibert"),
+    ("minibert/sub", "minibert"), (".git", "the course's own .git/ folder"), ("{home}", "it is the home folder"),
+    ("/", "it is the root folder /"), ("{root}/book.toml", "it is a file, not a folder"),
+    ("{root}/book.toml/sub", "book.toml is a file, not a folder"),
+    ("{root}/..", "did not write"),
+])
+def test_builders_refuse_protected_folders_and_change_nothing(course, monkeypatch, capsys, tool, out, why):
+    """`--out .`, `--out notebooks` and the rest: exit 2, one line naming the folder, every file as it was."""
+    from minibert.book import cli
+
+    monkeypatch.chdir(course)
+    out = out.format(root=course, home=os.environ["HOME"])
+    before, home_before = _tree(course), _tree(Path(os.environ["HOME"]))
+    assert cli.main(["--root", str(course), tool, "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"refusing to write into {Path(out).resolve()}" in err and why in err, err
+    assert _tree(course) == before and _tree(Path(os.environ["HOME"])) == home_before
+
+
+@pytest.mark.parametrize("tool", BUILDERS)
+def test_a_folder_holding_files_the_builder_did_not_write_is_refused(course, tmp_path, tool):
+    """Through the real command: `student --out DIR` never overwrites DIR/README.md it did not write, and so on."""
+    out = tmp_path / "class"
+    out.mkdir()
+    (out / "README.md").write_text("the teacher's own notes")
+    before = _tree(tmp_path)
+    result = run_cli(course, tool, "--out", str(out))
+    assert result.returncode == 2 and "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+    assert f"refusing to write into {out}: it holds files minibert {tool} did not write (README.md)" in result.stderr
+    assert _tree(tmp_path) == before
+    result = run_cli(course, tool, "--out", str(tmp_path / "class" / "README.md"))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "is a file, not a folder" in result.stderr
+
+
+def test_output_folder_swaps_in_only_on_success(tmp_path):
+    """The shared helper: a new folder, a rebuild of its own folder, a failed rebuild, files added by someone."""
+    from minibert.book.outdir import MARKER, OutputError, output_folder
+
+    out = tmp_path / "build" / "site"
+    with pytest.raises(RuntimeError):
+        with output_folder(None, out, "book") as stage:
+            (stage / "page.html").write_text("half")
+            raise RuntimeError("the build failed")
+    assert not out.exists() and list((tmp_path / "build").iterdir()) == []  # never half an output
+    with output_folder(None, out, "book") as stage:
+        (stage / "index.html").write_text("one")
+        (stage / "assets").mkdir()
+        (stage / "assets" / "a.js").write_text("js")
+    assert json.loads((out / MARKER).read_text()) == {"tool": "book", "files": ["assets/a.js", "index.html"]}
+    first = _tree(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        with output_folder(None, out, "book") as stage:
+            (stage / "index.html").write_text("two")
+            raise KeyboardInterrupt
+    assert _tree(tmp_path) == first
+    with output_folder(None, out, "book") as stage:  # a rebuild replaces the whole previous output
+        (stage / "index.html").write_text("two")
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "index.html"] and (out / "index.html").read_text() == "two"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["site"]
+    (out / "notes.txt").write_text("a reader's notes")
+    before = _tree(tmp_path)
+    with pytest.raises(OutputError, match=rf"refusing to write into {re.escape(str(out))}: it holds files "
+                                          r"minibert book did not write \(notes\.txt\)"):
+        with output_folder(None, out, "book"):
+            pass
+    with pytest.raises(OutputError, match=r"holds the output of minibert book, not of minibert student"):
+        with output_folder(None, tmp_path / "build" / "site", "student"):
+            pass
+    assert _tree(tmp_path) == before
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with output_folder(None, empty, "student") as stage:
+        (stage / "a.ipynb").write_text("{}")
+    assert (empty / "a.ipynb").exists()
+
+
+def test_output_folder_keep_starts_from_the_previous_output(tmp_path):
+    from minibert.book.outdir import output_folder
+
+    out = tmp_path / "slides"
+    with output_folder(None, out, "slides", keep=True) as stage:
+        (stage / "00.slides.html").write_text("deck 0")
+    with output_folder(None, out, "slides", keep=True) as stage:
+        (stage / "01.slides.html").write_text("deck 1")
+    assert (out / "00.slides.html").read_text() == "deck 0" and (out / "01.slides.html").read_text() == "deck 1"
+
+
+def test_a_failed_book_rebuild_leaves_the_previous_book(course, tmp_path, node_modules):
+    from minibert.book.render import build_book
+
+    (course / "node_modules").symlink_to(ROOT / "node_modules", target_is_directory=True)
+    book = load_book(course)
+    out = tmp_path / "site"
+    index = build_book(book, out, progress=False)
+    assert index == out / "index.html" and (out / "00_one.html").is_file() and (out / "01_two.html").is_file()
+    before, siblings = _tree(out), sorted(p.name for p in tmp_path.iterdir())
+    (course / "notebooks" / "01_two.ipynb").write_text('{"cells": [')  # the second page cannot be rendered
+    with pytest.raises(BookError, match=r"notebooks/01_two\.ipynb: cannot read the notebook"):
+        build_book(book, out, progress=False)
+    assert _tree(out) == before and sorted(p.name for p in tmp_path.iterdir()) == siblings
+    for target in (out, tmp_path / "new"):
+        result = run_cli(course, "book", "--out", str(target))
+        last = result.stderr.strip().splitlines()[-1]  # after the progress bar
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert last.startswith("minibert book: error: notebooks/01_two.ipynb: cannot read the notebook"), last
+    assert _tree(out) == before and sorted(p.name for p in tmp_path.iterdir()) == siblings  # no half a book

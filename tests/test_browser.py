@@ -12,7 +12,6 @@ import functools
 import http.server
 import os
 import re
-import shutil
 import threading
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -31,30 +30,12 @@ BOOK = load_book(ROOT)
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
-def _chromium() -> str | None:
-    """MINIBERT_CHROMIUM when set (even to a missing file: how the skip is tested), else Debian's chromium."""
-    if "MINIBERT_CHROMIUM" in os.environ:
-        candidates = [os.environ["MINIBERT_CHROMIUM"]]
-    else:
-        candidates = ["/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
-def _unavailable(reason: str):
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip)", pytrace=False)
-    pytest.skip(reason)
+from conftest import chromium_path as _chromium, unavailable as _unavailable  # noqa: E402  (tests/ is on sys.path)
 
 
 @pytest.fixture(scope="module")
-def browser():
-    path = _chromium()
-    if path is None:
-        _unavailable("no Chromium browser: install Debian's chromium (`apt-get install chromium`; .ci/run does) "
-                     "or point MINIBERT_CHROMIUM at one")
+def browser(chromium):
+    path = chromium
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -129,7 +110,7 @@ def serve():
 
 
 @pytest.fixture(scope="module")
-def book_url(serve):
+def book_url(serve, node_modules):
     from test_book_site import built_book  # one build for both files (tests/ is on sys.path under pytest)
 
     folder, _ = built_book()
@@ -262,7 +243,7 @@ RED_DOT = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAQAAAAECAIAAAAmkwkpAAAAEklE
 
 
 @pytest.fixture(scope="module")
-def fixture_book_url(serve, tmp_path_factory):
+def fixture_book_url(serve, tmp_path_factory, node_modules):
     from minibert.book.execute import execute_notebook
 
     root = tmp_path_factory.mktemp("fixture")

@@ -1,6 +1,7 @@
 """`minibert params`: the exact counts on the command line, and clean errors (exit 2, no traceback)."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -94,3 +95,44 @@ def test_missing_file_and_bad_options(tmp_path):
         out = run("bert-tiny", *bad)
         assert out.returncode == 2, bad
         assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda d: "/dev/zero", ["/dev/zero", "not a regular file"]),
+    (lambda d: (os.mkfifo(d / "fifo"), str(d / "fifo"))[1], ["fifo", "not a regular file"]),
+    (lambda d: str(d), ["config.json", "not found"]),  # a folder without a config.json
+    (lambda d: ((d / "sub").mkdir(), (d / "sub" / "config.json").mkdir(), str(d / "sub" / "config.json"))[2],
+     ["config.json/config.json", "not found"]),  # a folder named config.json is a checkpoint folder
+    (lambda d: ((d / "big.json").write_text("{" + " " * 2_000_000 + "}"), str(d / "big.json"))[1],
+     ["big.json", "2,000,002 bytes", "1,000,000"]),
+    (lambda d: ((d / "deep.json").write_text('{"a": ' * 100_000 + "1" + "}" * 100_000), str(d / "deep.json"))[1],
+     ["deep.json", "nested 100000 levels"]),
+    (lambda d: ((d / "bin.json").write_bytes(b"\xff\xfe{}"), str(d / "bin.json"))[1], ["bin.json", "not UTF-8"]),
+])
+def test_unreadable_configs_exit_2_with_one_line_and_never_hang(tmp_path, make, words):
+    """/dev/zero would be read until memory runs out and a FIFO would block: both are refused before reading."""
+    out = run(make(tmp_path))  # run() times out after 60 s: a hang fails the test
+    assert out.returncode == 2 and out.stdout == "", out.stderr
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.startswith("minibert params: error: ")
+    for word in words:
+        assert word in out.stderr, (word, out.stderr)
+
+
+@pytest.mark.parametrize("port, words", [
+    ("-1", ["0 to 65535", "-1"]), ("70000", ["0 to 65535", "70000"]), ("65536", ["65536"]), ("abc", ["'abc'"]),
+    ("1.5", ["'1.5'"]), ("", ["''"]),
+])
+def test_app_port_out_of_range_or_not_a_number_exits_2_with_one_line(port, words):
+    out = subprocess.run([sys.executable, "-m", "minibert", "app", "--port", port], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.count("\n") == 1 and out.stderr.startswith("minibert app: error: argument --port: expected")
+    for word in words:
+        assert word in out.stderr
+
+
+def test_parser_errors_are_one_line():
+    for args in (["params"], ["no-such-command"], [], ["params", "bert-tiny", "--head", "nsp"]):
+        out = subprocess.run([sys.executable, "-m", "minibert", *args], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2 and out.stderr.count("\n") == 1 and "error:" in out.stderr, (args, out.stderr)

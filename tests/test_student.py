@@ -25,7 +25,8 @@ import nbformat
 import pytest
 
 from minibert.book.cli import main
-from minibert.book.project import load_book
+from minibert.book.outdir import MARKER
+from minibert.book.project import BookError, load_book
 from minibert.book.student import (BEGIN, END, README, StudentError, build_student, describe, dumps, find_exercises,
                                    regions, strip_solutions, student_notebook)
 
@@ -296,7 +297,7 @@ def test_refuses_to_write_over_the_teachers_files(tmp_path):
     book = _book(tmp_path, [md("# 00 Demo"), code("x = 1")])
     before = (tmp_path / "notebooks" / "00_demo.ipynb").read_bytes()
     for out in (tmp_path / "notebooks", tmp_path / "notebooks" / "student", tmp_path, tmp_path / "minibert"):
-        with pytest.raises(StudentError, match="refusing"):
+        with pytest.raises(BookError, match="refusing"):
             build_student(book, out)
     assert (tmp_path / "notebooks" / "00_demo.ipynb").read_bytes() == before
     assert sorted(p.name for p in (tmp_path / "notebooks").iterdir()) == ["00_demo.ipynb"]
@@ -305,7 +306,7 @@ def test_refuses_to_write_over_the_teachers_files(tmp_path):
 def test_command_writes_the_course_and_refuses_notebooks(tmp_path, capsys):
     assert main(["--root", str(BOOK.root), "student", "--out", str(tmp_path / "student")]) == 0
     assert sorted(p.name for p in (tmp_path / "student").iterdir()) == sorted(
-        [Path(c.notebook).name for c in CHAPTERS] + [README])
+        [Path(c.notebook).name for c in CHAPTERS] + [README, MARKER])
     assert main(["--root", str(BOOK.root), "student", "--out", str(BOOK.path("notebooks"))]) == 2
     assert "refusing" in capsys.readouterr().err
 

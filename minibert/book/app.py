@@ -66,7 +66,7 @@ def start_app(book: Book, port: int | None = None, notebook: str | Path | None =
                         "`course` extra, which includes voila)") from None
     path = Path(notebook) if notebook else book.path(APP_NOTEBOOK)
     if not path.is_file():
-        raise BookError(f"the app notebook {path} does not exist")
+        raise BookError(f"the app notebook {path} {'is not a regular file' if path.exists() else 'does not exist'}")
     port = port or free_port()
     if not port_is_free(port):
         raise BookError(f"port {port} on {HOST} is in use; pass another with --port (or --port 0 for any free one)")

@@ -10,9 +10,12 @@ from .project import BookError, load_book
 
 
 def _cmd_sync(book, args) -> int:
-    from .mirror import sync
+    from .mirror import stray_temporaries, sync
 
+    stray = stray_temporaries(book)
     written = sync(book, force=args.force)
+    if stray:
+        print(f"minibert sync: removed {', '.join(stray)}, left by an interrupted sync")
     print(f"minibert sync: wrote {', '.join(written)}" if written else "minibert sync: package is up to date")
     return 0
 
@@ -45,6 +48,17 @@ def _cmd_book(book, args) -> int:
     index = build_book(book, Path(args.out) if args.out else None)
     print(f"minibert book: wrote {index}")
     return 0
+
+
+def _port(text: str) -> int:
+    """--port value: an integer from 0 (any free port) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535 (0: any free port), got {port}")
+    return port
 
 
 def _cmd_app(book, args) -> int:
@@ -118,14 +132,21 @@ def _cmd_params(book, args) -> int:
         if path.is_dir():
             path = path / "config.json"  # a checkpoint folder
         if path.suffix == ".json" or path.exists() or "/" in source or "\\" in source:
+            from minibert.safeio import read_json_file
+
             try:
+                # Bounded first (a regular file under 1 MB, nesting limited): /dev/zero, a FIFO, a folder or
+                # a huge file is refused here, before BertConfig reads it.
+                read_json_file(path, what="JSON config")
                 config = BertConfig.from_json_file(path)
+            except FileNotFoundError:
+                raise ValueError(f"{path}: not found; expected a config.json or a preset name") from None
             except OSError as exc:
                 raise ValueError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
         else:
             config = BertConfig.from_preset(source)
         count = count_parameters(config, pooler=False if args.no_pooler else None, head=args.head)
-    except ValueError as exc:
+    except (ValueError, OverflowError, RecursionError) as exc:
         raise BookError(str(exc)) from None
     if args.json:
         head = args.head if not isinstance(args.head, tuple) else f"classification:{args.head[1]}"
@@ -158,10 +179,19 @@ def _cmd_params(book, args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `minibert app: error: ... (see minibert app --help)`, exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="minibert", description="Tools for the minibert course.")
+    parser = _Parser(prog="minibert", description="Tools for the minibert course.")
     parser.add_argument("--root", help="the course repository (default: the folder holding book.toml)")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Subcommands: one add_parser block each; set_defaults(func=...) names the function that runs it (and
+    # needs_book=False when it works outside the course repository).
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("sync", help="regenerate the package from the notebooks' #| export cells")
     p.add_argument("--force", action="store_true", help="overwrite generated modules even if edited by hand")
@@ -179,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_book)
 
     p = sub.add_parser("app", help="serve chapter 07's parameter calculator on localhost with Voila")
-    p.add_argument("--port", type=int, default=8866, help="port on 127.0.0.1 (default: 8866; 0: any free port)")
+    p.add_argument("--port", type=_port, default=8866, help="port on 127.0.0.1 (default: 8866; 0: any free port)")
     p.add_argument("--notebook", help="the notebook to serve (default: app/calculator.ipynb)")
     p.add_argument("--open", action="store_true", help="also open the page in the default web browser")
     p.set_defaults(func=_cmd_app)
@@ -211,8 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         book = load_book(Path(args.root) if args.root else None) if getattr(args, "needs_book", True) else None
         return args.func(book, args)
-    except BookError as exc:
+    except (BookError, ValueError) as exc:
         print(f"minibert {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"minibert {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
 
 

@@ -319,39 +319,46 @@ def _exporter():
 
 
 def build_book(book: Book, out: Path | None = None, progress: bool = True) -> Path:
-    """Write the site into `out` (default `_build/book/`) and return the index page's path."""
+    """Write the site into `out` (default `_build/book/`) and return the index page's path.
+
+    The site is built in a temporary folder beside `out` and replaces the previous one only when every page
+    was written (minibert.book.outdir): a failed build leaves the previous site as it was.
+    """
     import nbformat
     from tqdm import tqdm
 
-    out = out or book.path("_build/book")
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    exporter = _exporter()
-    goals: dict[int, list[str]] = {}
-    terms: list[Term] = []
-    bar = tqdm(total=len(book.chapters) + 1, desc="minibert book", unit="page", disable=not progress)
-    try:
-        bar.set_postfix_str("offline scripts")
-        copy_assets(book, out)
-        for i, chapter in enumerate(book.chapters):
-            bar.set_postfix_str(Path(chapter.notebook).name)
-            path = book.path(chapter.notebook)
-            nb = nbformat.read(path, as_version=4)
-            goals[chapter.number] = learning_goals(nb)
-            anchor = terms_anchor(nb)
-            terms += [Term(en, zh, chapter, anchor) for en, zh in terms_table(nb)]
-            nb.metadata["title"] = f"{chapter.number:02d} · {chapter.title}"
-            resources = {"metadata": {"path": str(path.parent), "name": chapter.stem},
-                         "minibert_nav": _nav(book, i)}
-            body, _ = exporter.from_notebook_node(nb, resources=resources)
-            _write_atomic(out / page_name(chapter), link_chapters(body, book))
+    from .outdir import output_folder
+
+    out = Path(out) if out else book.path("_build/book")
+    with output_folder(book, out, "book") as stage:
+        exporter = _exporter()
+        goals: dict[int, list[str]] = {}
+        terms: list[Term] = []
+        bar = tqdm(total=len(book.chapters) + 1, desc="minibert book", unit="page", disable=not progress)
+        try:
+            bar.set_postfix_str("offline scripts")
+            copy_assets(book, stage)
+            for i, chapter in enumerate(book.chapters):
+                bar.set_postfix_str(Path(chapter.notebook).name)
+                path = book.path(chapter.notebook)
+                try:
+                    nb = nbformat.read(path, as_version=4)
+                except (OSError, ValueError) as exc:  # NotJSONError and ValidationError are ValueErrors
+                    raise BookError(f"{chapter.notebook}: cannot read the notebook ({exc}); "
+                                    f"no page was written") from None
+                goals[chapter.number] = learning_goals(nb)
+                anchor = terms_anchor(nb)
+                terms += [Term(en, zh, chapter, anchor) for en, zh in terms_table(nb)]
+                nb.metadata["title"] = f"{chapter.number:02d} · {chapter.title}"
+                resources = {"metadata": {"path": str(path.parent), "name": chapter.stem},
+                             "minibert_nav": _nav(book, i)}
+                body, _ = exporter.from_notebook_node(nb, resources=resources)
+                _write_atomic(stage / page_name(chapter), link_chapters(body, book))
+                bar.update()
+            bar.set_postfix_str("index and glossary")
+            _write_atomic(stage / GLOSSARY, render_glossary(book, terms))
+            _write_atomic(stage / INDEX, render_index(book, goals))
             bar.update()
-        bar.set_postfix_str("index and glossary")
-        _write_atomic(out / GLOSSARY, render_glossary(book, terms))
-        index = out / INDEX
-        _write_atomic(index, render_index(book, goals))
-        bar.update()
-    finally:
-        bar.close()
-    return index
+        finally:
+            bar.close()
+    return out.resolve() / INDEX

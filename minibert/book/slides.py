@@ -193,12 +193,19 @@ def _copy_assets(assets: Assets, out: Path) -> None:
 
 def build_slides(book: Book, chapters: list[Chapter] | tuple[Chapter, ...], out: Path | None = None,
                  node_modules: Path | None = None) -> list[Path]:
-    """Render each chapter's deck into `out` (default _build/slides) with its offline assets; return the decks."""
-    assets = find_assets(Path(node_modules) if node_modules else book.path("node_modules"))
+    """Render each chapter's deck into `out` (default _build/slides) with its offline assets; return the decks.
+
+    `out` must be new, empty or an earlier slides folder (minibert.book.outdir). Decks of other chapters
+    already there are kept; the folder is replaced only when every deck was written.
+    """
+    from .outdir import check_output_folder, output_folder
+
     out = Path(out) if out else book.path("_build/slides")
-    decks = {out / deck_name(c): render_deck(slide_notebook(book, c), assets) for c in chapters}
-    out.mkdir(parents=True, exist_ok=True)
-    _copy_assets(assets, out)
-    for path, html in decks.items():
-        _write_atomic(path, html)
-    return list(decks)
+    check_output_folder(out, "slides", book)  # refuse at once, before the slow part
+    assets = find_assets(Path(node_modules) if node_modules else book.path("node_modules"))
+    decks = {deck_name(c): render_deck(slide_notebook(book, c), assets) for c in chapters}
+    with output_folder(book, out, "slides", keep=True) as stage:
+        _copy_assets(assets, stage)
+        for name, html in decks.items():
+            _write_atomic(stage / name, html)
+    return [out / name for name in decks]

@@ -9,7 +9,7 @@ check. The student version replaces each solution region by
 
 at the indentation of the BEGIN line (so a solution inside a function body stays valid Python), clears
 the outputs of exercise and check cells, and keeps every other byte. Everything is built and checked in
-memory first; only then are files written, each atomically.
+memory first; only then are files written, into a new folder swapped in at the end (minibert.book.outdir).
 """
 
 from __future__ import annotations
@@ -264,36 +264,19 @@ Run a whole notebook from the command line (it stops at the first exercise you h
 """
 
 
-def _refuse(book: Book, out: Path) -> None:
-    out = out.resolve()
-    root = book.root.resolve()
-    teacher = {book.path(c.notebook).resolve() for c in book.chapters}
-    protected = {book.path(c.notebook).resolve().parent for c in book.chapters} | {root / "notebooks", root / "minibert"}
-    for folder in protected:
-        if out == folder or folder in out.parents:
-            raise StudentError(f"refusing to write student notebooks into {out}: it holds the teacher's files "
-                               f"({folder.relative_to(root) if root in folder.parents else folder}); "
-                               f"pick another folder, e.g. _build/student")
-    if out == root:
-        raise StudentError(f"refusing to write student notebooks into the repository root {out}; "
-                           f"pick another folder, e.g. _build/student")
-    for c in book.chapters:
-        target = out / Path(c.notebook).name
-        if target.resolve() in teacher:
-            raise StudentError(f"refusing to overwrite the teacher's notebook {c.notebook}")
-
-
 def build_student(book: Book, out: Path) -> list[Path]:
     """Write every chapter's student notebook and a README into `out`; return the paths written.
 
-    Everything is built (and every chapter checked) before anything is written.
+    Everything is built (and every chapter checked) before anything is written; `out` must be new, empty or
+    an earlier student folder (minibert.book.outdir), and is replaced only when every file was written.
     """
+    from .outdir import output_folder
+
     out = Path(out)
-    _refuse(book, out)
     notebooks = [student_notebook(book, c) for c in book.chapters]
-    files = {out / Path(s.chapter.notebook).name: s.text for s in notebooks}
-    files[out / README] = readme(book, notebooks)
-    out.mkdir(parents=True, exist_ok=True)
-    for path, text in files.items():
-        _write_atomic(path, text)
-    return list(files)
+    files = {Path(s.chapter.notebook).name: s.text for s in notebooks}
+    files[README] = readme(book, notebooks)
+    with output_folder(book, out, "student") as stage:
+        for name, text in files.items():
+            _write_atomic(stage / name, text)
+    return [out / name for name in files]
