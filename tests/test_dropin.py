@@ -496,3 +496,14 @@ def test_randomize_leaves_no_parameter_at_its_initial_value(name):
         assert all(tensors_of(p) for p in model.parameters())
     a, b = getattr(minibert, name)(our_config()), getattr(minibert, name)(our_config())
     assert all(torch.equal(x, y) for x, y in zip(randomize_(a, 3).parameters(), randomize_(b, 3).parameters()))
+
+
+def test_readme_compatibility_table_names_tests_that_exist():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    table = (root / "README.md").read_text(encoding="utf-8").split("<!-- compatibility:")[1].split("<!-- /compatibility -->")[0]
+    refs = [ref.split("::") for ref in __import__("re").findall(r"`(tests/[\w/]+\.py::\w+)`", table)]
+    assert len(refs) >= 25
+    for path, name in refs:
+        assert f"def {name}(" in (root / path).read_text(encoding="utf-8"), f"README names {path}::{name}, which does not exist"
