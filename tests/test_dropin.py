@@ -507,3 +507,27 @@ def test_readme_compatibility_table_names_tests_that_exist():
     assert len(refs) >= 25
     for path, name in refs:
         assert f"def {name}(" in (root / path).read_text(encoding="utf-8"), f"README names {path}::{name}, which does not exist"
+
+
+def test_outputs_copy_and_pickle():
+    import copy
+    import pickle
+
+    _, ours = pair("BertForSequenceClassification")
+    with torch.no_grad():  # deepcopy takes leaf tensors only, as for any tensor
+        out = ours(**batch(), labels=torch.tensor([0, 1, 1]), output_hidden_states=True)
+    for again in (copy.deepcopy(out), pickle.loads(pickle.dumps(out))):
+        assert type(again) is type(out) and list(again) == list(out) and max_diff(again, out) == 0
+    with pytest.raises(KeyError):
+        out["attentions"]  # None: not a key, as in transformers
+
+
+def test_from_pretrained_arguments_a_class_does_not_take_are_value_errors(tmp_path):
+    BertModel(our_config()).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="BertModel.from_pretrained got 'revision', which it does not take: it takes "
+                                         "dtype, .*add_pooling_layer"):
+        BertModel.from_pretrained(tmp_path, revision="main")
+    with pytest.raises(ValueError, match="got 'num_labels'"):
+        BertForMaskedLM.from_pretrained(tmp_path, num_labels=3)
+    assert BertForSequenceClassification.from_pretrained(tmp_path, num_labels=4).num_labels == 4
+    assert BertModel.from_pretrained(tmp_path, add_pooling_layer=False).pooler is None
