@@ -532,3 +532,13 @@ def test_from_pretrained_arguments_a_class_does_not_take_are_value_errors(tmp_pa
         BertForMaskedLM.from_pretrained(tmp_path, num_labels=3)
     assert BertForSequenceClassification.from_pretrained(tmp_path, num_labels=4).num_labels == 4
     assert BertModel.from_pretrained(tmp_path, add_pooling_layer=False).pooler is None
+
+
+def test_head_output_in_the_old_order_is_refused():
+    from minibert import HeadOutput
+
+    logits, loss = torch.zeros(2, 3), torch.tensor(0.5)
+    with pytest.raises(ValueError, match=r"loss must be a scalar, got shape \(2, 3\).*\(loss, logits"):
+        HeadOutput(logits, loss)
+    out = HeadOutput(loss=loss, logits=logits)
+    assert out[0] is loss and out[1] is logits and list(out) == ["loss", "logits"]
