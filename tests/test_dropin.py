@@ -285,13 +285,21 @@ def test_minibert_round_trip_is_exact_and_keeps_the_tie(tmp_path, name, safe):
         assert "cls.predictions.decoder.weight" not in load_file(tmp_path / "model.safetensors") if safe else True
 
 
-def test_classifier_label_count_travels_both_ways(tmp_path):
+def test_classifier_labels_travel_both_ways(tmp_path):
     ours = randomize_(BertForSequenceClassification(our_config(), num_labels=3))
     ours.save_pretrained(tmp_path / "ours")
     assert transformers.BertForSequenceClassification.from_pretrained(tmp_path / "ours").num_labels == 3
     assert BertForSequenceClassification.from_pretrained(tmp_path / "ours").num_labels == 3
     save_hf("BertForSequenceClassification", tmp_path / "theirs", num_labels=5)
     assert BertForSequenceClassification.from_pretrained(tmp_path / "theirs").num_labels == 5
+    names = {0: "negative", 1: "neutral", 2: "positive"}
+    save_hf("BertForSequenceClassification", tmp_path / "named", id2label=names, label2id={v: k for k, v in names.items()})
+    ours = BertForSequenceClassification.from_pretrained(tmp_path / "named")
+    assert ours.num_labels == 3 and ours.id2label == names
+    ours.save_pretrained(tmp_path / "again")
+    assert transformers.BertForSequenceClassification.from_pretrained(tmp_path / "again").config.id2label == names
+    with pytest.raises(ValueError, match=r"id2label must name the labels 0..1, got keys \[0, 5\]"):
+        BertForSequenceClassification(our_config(), num_labels=2, id2label={0: "a", 5: "b"})
 
 
 def test_old_gamma_beta_names_load(tmp_path):
