@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import minibert.model
 from minibert import BertConfig, BertModel
+from parity import randomize_
 
 torch.set_num_threads(1)
 
@@ -45,10 +46,11 @@ def _hf_config(cfg: BertConfig, impl: str) -> transformers.BertConfig:
 
 
 def _pair(kw: dict, impl: str, seed: int = 0, add_pooling_layer: bool = True):
-    """A random transformers.BertModel and a minibert.BertModel holding the same weights."""
+    """A transformers.BertModel with every parameter random and non-zero, and a minibert.BertModel holding the
+    same weights."""
     cfg = BertConfig(**kw, attn_implementation=impl)
     torch.manual_seed(seed)
-    theirs = transformers.BertModel(_hf_config(cfg, impl), add_pooling_layer=add_pooling_layer)
+    theirs = randomize_(transformers.BertModel(_hf_config(cfg, impl), add_pooling_layer=add_pooling_layer), seed)
     ours = BertModel(cfg, add_pooling_layer=add_pooling_layer)
     ours.load_state_dict(theirs.state_dict(), strict=True)
     return cfg, theirs, ours

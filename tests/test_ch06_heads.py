@@ -9,6 +9,7 @@ import transformers
 from torch import nn
 
 from minibert import BertConfig, BertForMaskedLM, BertForSequenceClassification
+from parity import randomize_
 
 torch.set_num_threads(1)
 
@@ -46,6 +47,7 @@ def _batch(cfg: BertConfig, B: int = 3, T: int = 8, seed: int = 0):
 
 def _check_pair(theirs, ours, cfg, train=False):
     assert set(ours.state_dict()) == set(theirs.state_dict())
+    randomize_(theirs)  # every bias and LayerNorm parameter non-zero, so that each one counts
     result = ours.load_state_dict(theirs.state_dict(), strict=True)
     assert not result.missing_keys and not result.unexpected_keys
     theirs.train(train), ours.train(train)
@@ -210,7 +212,7 @@ def test_stable_softmax_and_cross_entropy_from_probabilities():
 def _clf_pair(num_labels, impl="eager"):
     cfg = BertConfig(**CONFIGS["L3-H5-C30-V97-T3"], attn_implementation=impl)
     torch.manual_seed(5)
-    theirs = transformers.BertForSequenceClassification(_hf_config(cfg, impl, num_labels=num_labels)).eval()
+    theirs = randomize_(transformers.BertForSequenceClassification(_hf_config(cfg, impl, num_labels=num_labels)).eval())
     ours = BertForSequenceClassification(cfg, num_labels=num_labels).eval()
     ours.load_state_dict(theirs.state_dict(), strict=True)
     return cfg, theirs, ours
@@ -239,7 +241,7 @@ def test_classification_loss_matches_transformers(kind):
 def test_masked_lm_loss_matches_transformers_and_skips_minus_100(impl):
     cfg = BertConfig(**CONFIGS["L2-H12-C36-gelu_new"], attn_implementation=impl)
     torch.manual_seed(7)
-    theirs = transformers.BertForMaskedLM(_hf_config(cfg, impl)).eval()
+    theirs = randomize_(transformers.BertForMaskedLM(_hf_config(cfg, impl)).eval())
     ours = BertForMaskedLM(cfg).eval()
     ours.load_state_dict(theirs.state_dict(), strict=True)
     ids, types, mask = _batch(cfg)

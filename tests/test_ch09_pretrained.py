@@ -341,7 +341,7 @@ def test_config_that_does_not_fit_the_weights(built, tmp_path, real_weights):
     config["num_hidden_layers"] = 4  # the file has 6 layers
     with pytest.raises(ValueError) as err:
         load_pretrained(make_folder(tmp_path, real_weights, json.dumps(config)))
-    assert re.search(r"unexpected keys \(32\): encoder\.layer\.[45]\.", str(err.value))
+    assert "config.json asks for num_hidden_layers=4, but the weights file has num_hidden_layers=6" in str(err.value)
     assert built == []  # no weight was copied into any model
 
 
@@ -385,7 +385,7 @@ def test_folder_with_no_weights(built, tmp_path):
 def test_missing_folder_and_file_path(built, tmp_path):
     with pytest.raises(FileNotFoundError, match="no such folder"):
         load_pretrained(tmp_path / "nowhere")
-    with pytest.raises(NotADirectoryError, match="is a file"):
+    with pytest.raises(ValueError, match="is a file, not a folder"):
         load_pretrained(FOLDER / "config.json")
     assert built == []  # no weight was copied into any model
 

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from minibert import BertConfig, BertModel
+from parity import randomize_
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 transformers.logging.set_verbosity_error()
@@ -44,7 +45,7 @@ def batches(draw, cfg):
 
 
 def _pair(cfg: dict, impl: str):
-    theirs = transformers.BertModel(transformers.BertConfig(**cfg, attn_implementation=impl)).eval()
+    theirs = randomize_(transformers.BertModel(transformers.BertConfig(**cfg, attn_implementation=impl)).eval())
     ours = BertModel(BertConfig(**cfg, attn_implementation=impl)).eval()
     ours.load_state_dict(theirs.state_dict(), strict=True)
     return ours, theirs
