@@ -400,11 +400,10 @@ def test_bert_model_eager_all_padding_row_with_output_attentions_matches_transfo
     assert max((x - y).abs().max().item() for x, y in zip(a.attentions, b.attentions)) < 1e-6
 
 
-@pytest.mark.xfail(reason="needs the BertModel change in notebook 05", strict=True)
 def test_bert_model_sdpa_all_padding_row_with_output_attentions_matches_transformers():
-    """BertModel builds the additive mask when attentions are asked, so its sdpa layers average the all-padding
-    row where transformers' SDPA (given booleans) returns zeros. Fixed by BertModel._mask_for_layers passing the
-    boolean mask to sdpa layers whatever output_attentions is."""
+    """Asking for attentions must not change the sdpa path's numbers: BertModel hands its sdpa layers the boolean
+    mask whatever output_attentions is, so an all-padding row gives transformers' SDPA result (zeros before the
+    output projection), not the average of the values that the additive mask would give."""
     ours, theirs = _model_pair("sdpa")
     ids = torch.randint(0, 40, (3, 6), generator=torch.Generator().manual_seed(2))
     keep = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0]])
