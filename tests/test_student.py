@@ -51,11 +51,20 @@ WRONG_ANSWERS = {
             "counts = [h for h in range(1, hidden_size + 1) if hidden_size % h == 0]\n"
             "return min(counts, key=lambda h: (abs(hidden_size / h - head_size), -h))",  # a tie goes to the smaller D
             "counts = [h for h in range(1, hidden_size + 1) if hidden_size % h == 0]\n"
-            "return min(counts, key=lambda h: abs(h - hidden_size // head_size))"],  # closest H, not closest D
-    "0.3": ["message = 'hidden_size is wrong'",
-            "message = '512'",  # '12' is inside '512'
-            "message = str(colleague)",  # the dict, not the error
-            "message = 'hidden_size must be a positive integer, got 512'"],
+            "return min(counts, key=lambda h: abs(h - hidden_size // head_size))",  # closest H, not closest D
+            "counts = [h for h in range(1, hidden_size + 1) if hidden_size % h == 0]\n"
+            "return min(counts, key=lambda h: abs(h - hidden_size / head_size))",  # closest H by true division
+            "counts = [h for h in range(1, min(hidden_size, 64) + 1) if hidden_size % h == 0]\n"
+            "return min(counts, key=lambda h: (abs(hidden_size / h - head_size), h))"],  # at most 64 heads tried
+    "0.3": ["return dataclasses.replace(config, hidden_size=config.hidden_size // factor,\n"
+            "                           intermediate_size=config.intermediate_size // factor)",  # heads kept: D shrinks
+            "hidden = config.hidden_size // factor\n"
+            "return dataclasses.replace(config, hidden_size=hidden, num_attention_heads=max(1, hidden // config.head_size),\n"
+            "                           intermediate_size=config.intermediate_size // factor)",  # no ValueError: D grows
+            "hidden = config.hidden_size // factor\n"
+            "return dataclasses.replace(config, hidden_size=hidden, num_attention_heads=hidden // config.head_size)",  # F kept
+            "config.hidden_size //= factor\nconfig.num_attention_heads //= factor\n"
+            "config.intermediate_size //= factor\nreturn config"],  # changes the config it was given
     "1.1": ["return F.layer_norm(x, x.shape[-2:], weight, bias, eps)",  # the forbidden shortcut
             "norm = nn.LayerNorm(x.shape[-2:], eps=eps)\nwith torch.no_grad():\n    norm.weight.copy_(weight)\n"
             "    norm.bias.copy_(bias)\nreturn norm(x)",
