@@ -68,13 +68,20 @@ WRONG_ANSWERS = {
     "1.1": ["return F.layer_norm(x, x.shape[-2:], weight, bias, eps)",  # the forbidden shortcut
             "norm = nn.LayerNorm(x.shape[-2:], eps=eps)\nwith torch.no_grad():\n    norm.weight.copy_(weight)\n"
             "    norm.bias.copy_(bias)\nreturn norm(x)",
+            "return torch.native_layer_norm(x, x.shape[-2:], weight, bias, eps)[0]",  # the same kernel, another name
+            "return torch.ops.aten.layer_norm(x, list(x.shape[-2:]), weight, bias, eps)",  # and another
             "mean = x.mean(dim=-1, keepdim=True)\nvar = ((x - mean) ** 2).mean(dim=-1, keepdim=True)\n"
             "return (x - mean) / torch.sqrt(var + eps) * weight + bias",  # each token on its own
             "mean = x.mean(dim=(-2, -1), keepdim=True)\nvar = x.var(dim=(-2, -1), keepdim=True)\n"
-            "return (x - mean) / torch.sqrt(var + eps) * weight + bias"],  # unbiased variance
-    "1.2": ["return norm(x + sublayer_out)",  # dropout forgotten
-            "return dropout(x + norm(sublayer_out))",  # seed 003's order
-            "return norm(dropout(x + sublayer_out))"],  # dropout on the sum
+            "return (x - mean) / torch.sqrt(var + eps) * weight + bias",  # unbiased variance
+            "mean = x.mean(dim=(-2, -1), keepdim=True)\n"
+            "return (x - mean) / (x.std(dim=(-2, -1), correction=0, keepdim=True) + eps) * weight + bias",  # eps outside
+            "mean = x.mean(dim=(-2, -1), keepdim=True)\nvar = ((x - mean) ** 2).mean(dim=(-2, -1), keepdim=True)\n"
+            "return (x - mean) / torch.sqrt(var + 1e-5) * weight + bias"],  # eps typed in
+    "1.2": ["return norm(x + dropout(sublayer(x)))",  # post-LN, BERT's order
+            "return x + sublayer(norm(x))",  # dropout forgotten
+            "return dropout(x + sublayer(norm(x)))",  # dropout on the sum, identity path included
+            "return norm(x) + dropout(sublayer(norm(x)))"],  # the normalised x on the identity path
     "1.3": ["return x.mean(dim=(0, 1))",  # padding averaged in
             "return (x * mask.unsqueeze(-1)).sum(dim=(0, 1)) / (x.shape[0] * x.shape[1])",  # divided by B * T
             "m = mask.unsqueeze(-1).float()\nreturn ((x * m).sum(1) / m.sum(1)).mean(0)"],  # mean of sentence means
