@@ -95,10 +95,13 @@ WRONG_ANSWERS = {
             "return x * keep",  # no rescaling
             "keep = torch.rand(x.shape[:-1] + (1,), generator=generator) < 1 - p\nreturn x * keep / (1 - p)",  # NaN at p = 1
             "if p == 1:\n    return x * 0.0\nkeep = torch.rand(x.shape[:-1] + (1,)) < 1 - p\n"
-            "return x * keep / (1 - p)"],  # the generator ignored
+            "return x * keep / (1 - p)",  # the generator ignored
+            "if p == 1:\n    return torch.zeros_like(x)\nkeep = torch.rand(x.shape[:-1] + (1,), generator=generator) < 1 - p\n"
+            "return x * keep / (1 - p)"],  # p = 1 hides an inf or NaN in x
     "2.2": ["return k ** 2 * p * (1 - p) / tol ** 2",  # not rounded up to a whole number
             "return math.ceil(k * p * (1 - p) / tol ** 2)",  # k not squared
-            "return math.ceil((k * p * (1 - p) / tol) ** 2)"],  # p (1 - p) squared
+            "return math.ceil((k * p * (1 - p) / tol) ** 2)",  # p (1 - p) squared
+            "return round(k ** 2 * p * (1 - p) / tol ** 2)"],  # rounded to the nearest, not up
     "2.3": ["C, H = config.hidden_size, config.num_attention_heads\nreturn 2 * C // H + 1",  # embeddings left out
             "C, L, H = config.hidden_size, config.num_hidden_layers, config.num_attention_heads\nT = 1\n"
             "while L * H * T * T < T * C + 2 * L * T * C:\n    T += 1\nreturn T",  # half, not more than half
