@@ -51,21 +51,37 @@ WRONG_ANSWERS = {
             "counts = [h for h in range(1, hidden_size + 1) if hidden_size % h == 0]\n"
             "return min(counts, key=lambda h: (abs(hidden_size / h - head_size), -h))",  # a tie goes to the smaller D
             "counts = [h for h in range(1, hidden_size + 1) if hidden_size % h == 0]\n"
-            "return min(counts, key=lambda h: abs(h - hidden_size // head_size))"],  # closest H, not closest D
-    "0.3": ["message = 'hidden_size is wrong'",
-            "message = '512'",  # '12' is inside '512'
-            "message = str(colleague)",  # the dict, not the error
-            "message = 'hidden_size must be a positive integer, got 512'"],
+            "return min(counts, key=lambda h: abs(h - hidden_size // head_size))",  # closest H, not closest D
+            "counts = [h for h in range(1, hidden_size + 1) if hidden_size % h == 0]\n"
+            "return min(counts, key=lambda h: abs(h - hidden_size / head_size))",  # closest H by true division
+            "counts = [h for h in range(1, min(hidden_size, 64) + 1) if hidden_size % h == 0]\n"
+            "return min(counts, key=lambda h: (abs(hidden_size / h - head_size), h))"],  # at most 64 heads tried
+    "0.3": ["return dataclasses.replace(config, hidden_size=config.hidden_size // factor,\n"
+            "                           intermediate_size=config.intermediate_size // factor)",  # heads kept: D shrinks
+            "hidden = config.hidden_size // factor\n"
+            "return dataclasses.replace(config, hidden_size=hidden, num_attention_heads=max(1, hidden // config.head_size),\n"
+            "                           intermediate_size=config.intermediate_size // factor)",  # no ValueError: D grows
+            "hidden = config.hidden_size // factor\n"
+            "return dataclasses.replace(config, hidden_size=hidden, num_attention_heads=hidden // config.head_size)",  # F kept
+            "config.hidden_size //= factor\nconfig.num_attention_heads //= factor\n"
+            "config.intermediate_size //= factor\nreturn config"],  # changes the config it was given
     "1.1": ["return F.layer_norm(x, x.shape[-2:], weight, bias, eps)",  # the forbidden shortcut
             "norm = nn.LayerNorm(x.shape[-2:], eps=eps)\nwith torch.no_grad():\n    norm.weight.copy_(weight)\n"
             "    norm.bias.copy_(bias)\nreturn norm(x)",
+            "return torch.native_layer_norm(x, x.shape[-2:], weight, bias, eps)[0]",  # the same kernel, another name
+            "return torch.ops.aten.layer_norm(x, list(x.shape[-2:]), weight, bias, eps)",  # and another
             "mean = x.mean(dim=-1, keepdim=True)\nvar = ((x - mean) ** 2).mean(dim=-1, keepdim=True)\n"
             "return (x - mean) / torch.sqrt(var + eps) * weight + bias",  # each token on its own
             "mean = x.mean(dim=(-2, -1), keepdim=True)\nvar = x.var(dim=(-2, -1), keepdim=True)\n"
-            "return (x - mean) / torch.sqrt(var + eps) * weight + bias"],  # unbiased variance
-    "1.2": ["return norm(x + sublayer_out)",  # dropout forgotten
-            "return dropout(x + norm(sublayer_out))",  # seed 003's order
-            "return norm(dropout(x + sublayer_out))"],  # dropout on the sum
+            "return (x - mean) / torch.sqrt(var + eps) * weight + bias",  # unbiased variance
+            "mean = x.mean(dim=(-2, -1), keepdim=True)\n"
+            "return (x - mean) / (x.std(dim=(-2, -1), correction=0, keepdim=True) + eps) * weight + bias",  # eps outside
+            "mean = x.mean(dim=(-2, -1), keepdim=True)\nvar = ((x - mean) ** 2).mean(dim=(-2, -1), keepdim=True)\n"
+            "return (x - mean) / torch.sqrt(var + 1e-5) * weight + bias"],  # eps typed in
+    "1.2": ["return norm(x + dropout(sublayer(x)))",  # post-LN, BERT's order
+            "return x + sublayer(norm(x))",  # dropout forgotten
+            "return dropout(x + sublayer(norm(x)))",  # dropout on the sum, identity path included
+            "return norm(x) + dropout(sublayer(norm(x)))"],  # the normalised x on the identity path
     "1.3": ["return x.mean(dim=(0, 1))",  # padding averaged in
             "return (x * mask.unsqueeze(-1)).sum(dim=(0, 1)) / (x.shape[0] * x.shape[1])",  # divided by B * T
             "m = mask.unsqueeze(-1).float()\nreturn ((x * m).sum(1) / m.sum(1)).mean(0)"],  # mean of sentence means
@@ -79,10 +95,13 @@ WRONG_ANSWERS = {
             "return x * keep",  # no rescaling
             "keep = torch.rand(x.shape[:-1] + (1,), generator=generator) < 1 - p\nreturn x * keep / (1 - p)",  # NaN at p = 1
             "if p == 1:\n    return x * 0.0\nkeep = torch.rand(x.shape[:-1] + (1,)) < 1 - p\n"
-            "return x * keep / (1 - p)"],  # the generator ignored
+            "return x * keep / (1 - p)",  # the generator ignored
+            "if p == 1:\n    return torch.zeros_like(x)\nkeep = torch.rand(x.shape[:-1] + (1,), generator=generator) < 1 - p\n"
+            "return x * keep / (1 - p)"],  # p = 1 hides an inf or NaN in x
     "2.2": ["return k ** 2 * p * (1 - p) / tol ** 2",  # not rounded up to a whole number
             "return math.ceil(k * p * (1 - p) / tol ** 2)",  # k not squared
-            "return math.ceil((k * p * (1 - p) / tol) ** 2)"],  # p (1 - p) squared
+            "return math.ceil((k * p * (1 - p) / tol) ** 2)",  # p (1 - p) squared
+            "return round(k ** 2 * p * (1 - p) / tol ** 2)"],  # rounded to the nearest, not up
     "2.3": ["C, H = config.hidden_size, config.num_attention_heads\nreturn 2 * C // H + 1",  # embeddings left out
             "C, L, H = config.hidden_size, config.num_hidden_layers, config.num_attention_heads\nT = 1\n"
             "while L * H * T * T < T * C + 2 * L * T * C:\n    T += 1\nreturn T",  # half, not more than half

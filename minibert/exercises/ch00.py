@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import random
+
 from . import expect, not_done, passed
 
 # Names of BERT miniatures (Turc et al., 2019) that chapter 00's presets do not list, with their sizes written
@@ -14,17 +17,25 @@ _MINIATURES = {
 }
 
 
+def _unseen_miniature() -> tuple[str, tuple[int, int, int]]:
+    """A name in the miniatures' pattern drawn afresh at every check, so a table of known names cannot pass."""
+    rng = random.Random()  # not seeded on purpose: the answer must read the numbers, whatever they are
+    layers, heads = rng.randint(1, 24), rng.randint(1, 16)
+    hidden = heads * rng.choice((32, 64))
+    return f"google/bert_uncased_L-{layers}_H-{hidden}_A-{heads}", (layers, hidden, heads)
+
+
 def check_miniature(fn) -> None:
     not_done(fn, "0.1")
     expect(callable(fn), "0.1", f"miniature should be a function, got {type(fn).__name__}.",
            "def miniature(name): ... return BertConfig(...)")
-    for name, (layers, hidden, heads) in _MINIATURES.items():
+    for name, (layers, hidden, heads) in [*_MINIATURES.items(), _unseen_miniature()]:
         try:
             config = fn(name)
-        except ValueError as exc:
-            expect(False, "0.1", f"miniature({name!r}) raised ValueError: {exc}",
+        except (ValueError, KeyError) as exc:
+            expect(False, "0.1", f"miniature({name!r}) raised {type(exc).__name__}: {exc}",
                    "read L, H and A from the name yourself (split it at '_' and '-'); from_preset knows only "
-                   "four miniatures.")
+                   "four miniatures, and a table of names knows only the names in it.")
         expect(config is not None, "0.1", f"miniature({name!r}) returned None.", "return BertConfig(...).")
         want = {"num_hidden_layers": layers, "hidden_size": hidden, "num_attention_heads": heads,
                 "intermediate_size": 4 * hidden, "vocab_size": 30522}
@@ -51,7 +62,8 @@ def check_miniature(fn) -> None:
 
 def check_heads_for(fn) -> None:
     not_done(fn, "0.2")
-    for hidden, wanted in [(768, 64), (384, 64), (1000, 64), (100, 64), (80, 30), (1, 64), (96, 36)]:
+    for hidden, wanted in [(768, 64), (384, 64), (1000, 64), (100, 64), (80, 30), (1, 64), (96, 36), (1000, 32),
+                           (768, 8)]:
         # every head count that divides the width, by trial division, with its head size
         sizes = {h: hidden // h for h in range(1, hidden + 1) if (hidden // h) * h == hidden}
         best = min(abs(d - wanted) for d in sizes.values())
@@ -66,6 +78,13 @@ def check_heads_for(fn) -> None:
                "consider only head counts h with hidden_size % h == 0.")
         if have == want:
             continue
+        expect(not (want > 64 and have <= 64), "0.2", f"for hidden_size {hidden} and head size {wanted} the answer "
+               f"has more than 64 heads; you returned {have}.", "try every head count that divides hidden_size, "
+               "up to hidden_size itself.")
+        near_count = min(sizes, key=lambda h: (abs(h - hidden / wanted), h))  # the head COUNT closest to C / D
+        expect(have != near_count, "0.2", f"for hidden_size {hidden} and head size {wanted} you returned the head "
+               f"count closest to {hidden} / {wanted} = {hidden / wanted:g}; its head size {hidden // have} is not the "
+               f"closest to {wanted}.", "compare head SIZES: |hidden_size / h - head_size| for each h.")
         tied = [h for h, d in sizes.items() if abs(d - wanted) == best]
         expect(not (have in tied and len(tied) > 1), "0.2", f"for hidden_size {hidden} and head size {wanted}, "
                f"head sizes {sorted({sizes[h] for h in tied}, reverse=True)} are equally close; you took the smaller.",
@@ -76,15 +95,57 @@ def check_heads_for(fn) -> None:
     passed("0.2")
 
 
-def check_error_message(message) -> None:
-    not_done(message, "0.3")
-    expect(isinstance(message, str), "0.3", f"message should be the error's text (a str), got {type(message).__name__}.",
-           "inside `except ValueError as exc:` write message = str(exc).")
-    # What the divisibility error must say (chapter 00): both values, with their field names, and the rule.
-    for part, what in (("hidden_size (512)", "the hidden size with its value"),
-                       ("num_attention_heads (12)", "the number of heads with its value"),
-                       ("divisible", "the rule that is broken")):
-        expect(part in message, "0.3", f"the message does not name {what} ({part!r}): {message[:200]!r}.",
-               "catch the ValueError raised by BertConfig.from_dict(colleague) and store str(exc), not your "
-               "own text.")
+def _shrink_cases():
+    from minibert.config import BertConfig
+
+    base, large = BertConfig(), BertConfig.from_preset("bert-large-uncased")
+    small = BertConfig(hidden_size=384, num_hidden_layers=3, num_attention_heads=12, intermediate_size=1536,
+                       vocab_size=1000, hidden_dropout_prob=0.2, layer_norm_eps=1e-6)
+    return [(base, 2), (base, 3), (base, 4), (large, 4), (small, 2), (small, 6)], [(base, 5), (base, 8), (small, 16)]
+
+
+def check_shrink(fn) -> None:
+    not_done(fn, "0.3")
+    expect(callable(fn), "0.3", f"shrink should be a function, got {type(fn).__name__}.",
+           "def shrink(config, factor): ... return a new config")
+    fits, impossible = _shrink_cases()
+    for config, factor in fits:
+        before = dataclasses.asdict(config)
+        try:
+            have = fn(config, factor)
+        except ValueError as exc:
+            expect(False, "0.3", f"shrink(config with C = {config.hidden_size}, H = {config.num_attention_heads}, "
+                   f"{factor}) raised ValueError: {exc}", f"C / {factor} = {config.hidden_size // factor} holds "
+                   f"{config.hidden_size // factor // config.head_size} heads of {config.head_size}: that fits.")
+        expect(dataclasses.asdict(config) == before, "0.3", "shrink changed the config it was given.",
+               "build a new config (BertConfig(...) or dataclasses.replace) instead of assigning fields.")
+        expect(have is not None and hasattr(have, "hidden_size") and hasattr(have, "head_size"), "0.3",
+               f"shrink should return a BertConfig, got {type(have).__name__}.", "return BertConfig(...).")
+        C, H, F, D = config.hidden_size, config.num_attention_heads, config.intermediate_size, config.head_size
+        what = f"shrink(config with C = {C}, H = {H}, F = {F}, {factor})"
+        expect(have.hidden_size == C // factor, "0.3", f"{what} has hidden_size {have.hidden_size}, expected "
+               f"{C // factor}.", "divide hidden_size by factor.")
+        expect(have.intermediate_size == F // factor, "0.3", f"{what} has intermediate_size {have.intermediate_size}"
+               f", expected {F // factor}: the feed-forward layer must shrink too.",
+               "divide intermediate_size by factor as well, so F / C stays the same.")
+        expect(have.num_attention_heads != H or H == C // factor // D, "0.3", f"{what} keeps {H} heads, so each "
+               f"head has {have.hidden_size // H} dimensions instead of {D}.",
+               "keep the head size D = C / H: the narrower model needs fewer heads, (C / factor) / D.")
+        expect(have.head_size == D and have.num_attention_heads == C // factor // D, "0.3", f"{what} has "
+               f"{have.num_attention_heads} heads of {have.head_size}; expected {C // factor // D} heads of {D}.",
+               "num_attention_heads = (hidden_size / factor) / head_size.")
+        for name, value in before.items():
+            if name not in ("hidden_size", "intermediate_size", "num_attention_heads"):
+                expect(getattr(have, name, None) == value, "0.3", f"{what} changed {name} from {value!r} to "
+                       f"{getattr(have, name, None)!r}.", "copy every other field from the config you are given.")
+    for config, factor in impossible:
+        C, D = config.hidden_size, config.head_size
+        try:
+            have = fn(config, factor)
+        except ValueError:
+            continue
+        got = f"{have.num_attention_heads} heads of {have.head_size}" if hasattr(have, "head_size") else repr(have)
+        expect(False, "0.3", f"shrink(config with C = {C}, {factor}) returned {got}; but {C} / {factor} = "
+               f"{C / factor:g} is not a whole number of heads of size {D}.",
+               f"raise ValueError when hidden_size % factor != 0 or (hidden_size // factor) % head_size != 0.")
     passed("0.3")

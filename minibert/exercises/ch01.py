@@ -22,12 +22,21 @@ class _Forbidden(Exception):
 
 @contextlib.contextmanager
 def _without_layer_norm():
-    """F.layer_norm, torch.layer_norm, nn.LayerNorm and F.group_norm raise _Forbidden while the answer runs."""
-    def refuse(*args, **kwargs):
-        raise _Forbidden("layer_norm")
+    """Every ready-made normalisation PyTorch offers raises _Forbidden while the answer runs."""
+    class Refuse:  # calling it, or an overload of it such as torch.ops.aten.layer_norm.default, raises
+        def __call__(self, *args, **kwargs):
+            raise _Forbidden("layer_norm")
 
+        def __getattr__(self, name):
+            return self
+
+    refuse = Refuse()
     saved = [(F, "layer_norm", F.layer_norm), (torch, "layer_norm", torch.layer_norm),
-             (F, "group_norm", F.group_norm), (nn.LayerNorm, "forward", nn.LayerNorm.forward)]
+             (torch, "native_layer_norm", torch.native_layer_norm), (F, "group_norm", F.group_norm),
+             (torch, "group_norm", torch.group_norm), (F, "instance_norm", F.instance_norm),
+             (torch, "instance_norm", torch.instance_norm), (nn.LayerNorm, "forward", nn.LayerNorm.forward),
+             (nn.GroupNorm, "forward", nn.GroupNorm.forward)]
+    saved += [(torch.ops.aten, name, getattr(torch.ops.aten, name)) for name in ("layer_norm", "native_layer_norm")]
     try:
         for owner, name, _ in saved:
             setattr(owner, name, refuse)
@@ -40,17 +49,19 @@ def _without_layer_norm():
 def check_layer_norm_2d(fn) -> None:
     not_done(fn, "1.1")
     g = torch.Generator().manual_seed(11)
-    for shape, eps in [((2, 5, 8), 1e-5), ((3, 4, 6), 1e-12), ((4, 16), 1e-5)]:
+    # (shape, eps, scale): the last two cases make eps matter, by a small variance or by a large eps
+    for shape, eps, scale in [((2, 5, 8), 1e-5, 1.0), ((3, 4, 6), 1e-12, 1.0), ((4, 16), 1e-5, 1.0),
+                              ((2, 5, 8), 1e-5, 1e-3), ((3, 4, 6), 0.1, 1.0)]:
         T, C = shape[-2:]
-        x = torch.randn(shape, generator=g) * 3 + 2
+        x = (torch.randn(shape, generator=g) * 3 + 2) * scale  # variance about 9 * scale**2
         weight, bias = torch.randn(T, C, generator=g), torch.randn(T, C, generator=g)
         want = F.layer_norm(x, (T, C), weight, bias, eps)  # the reference, computed before the answer runs
         try:
             with _without_layer_norm():
                 have = fn(x.clone(), weight, bias, eps)
         except _Forbidden:
-            expect(False, "1.1", "your answer calls F.layer_norm, nn.LayerNorm or group_norm, which the exercise "
-                   "forbids.", "compute the mean and the biased variance over the last two dimensions yourself: "
+            expect(False, "1.1", "your answer calls a ready-made normalisation (F.layer_norm, nn.LayerNorm, "
+                   "group_norm, instance_norm, native_layer_norm), which the exercise forbids.", "compute the mean and the biased variance over the last two dimensions yourself: "
                    "x.mean(dim=(-2, -1), keepdim=True).")
         expect(have is not None, "1.1", "layer_norm_2d returned None.", "return the normalised tensor.")
         have = torch.as_tensor(have)
@@ -70,9 +81,14 @@ def check_layer_norm_2d(fn) -> None:
                "LayerNorm divides by the number of elements: ((x - mean) ** 2).mean(dim=(-2, -1), keepdim=True).")
         expect(not _close(have, outside, 1e-6), "1.1", "eps is outside the square root.",
                "divide by torch.sqrt(var + eps), not by std + eps.")
+        for fixed in (1e-12, 1e-5, 1e-6, 1e-8, 0.0):
+            if fixed != eps:
+                hard = (x - mean) / torch.sqrt(x.var(dims, correction=0, keepdim=True) + fixed) * weight + bias
+                expect(not _close(have, hard), "1.1", f"the result does not use the eps = {eps:g} you were given: "
+                       "it matches an eps typed in.", "use the argument eps, not a number typed in.")
         expect(not _close(have, no_affine), "1.1", "weight and bias are not applied.",
                "multiply the normalised x by weight (shape (T, C)), then add bias.")
-        expect(False, "1.1", f"for shape {tuple(shape)}, eps={eps:g} the result differs from "
+        expect(False, "1.1", f"for shape {tuple(shape)}, eps={eps:g}, input scale {scale:g} the result differs from "
                f"nn.LayerNorm(({T}, {C})) by {(have - want).abs().max().item():.3g}.",
                "(x - mean) / sqrt(var + eps) * weight + bias, mean and biased variance over dim=(-2, -1).")
     flat = torch.full((2, 3, 4), 3.0)
@@ -94,36 +110,45 @@ class _FixedMask(nn.Module):
         return x * self.mask / (1 - self.p) if self.training else x
 
 
-def check_add_norm(fn) -> None:
+def check_pre_ln(fn) -> None:
     not_done(fn, "1.2")
+    expect(callable(fn), "1.2", f"pre_ln_sublayer should be a function, got {type(fn).__name__}.",
+           "def pre_ln_sublayer(x, sublayer, norm, dropout): ... return ...")
     g = torch.Generator().manual_seed(12)
-    x, s = torch.randn(2, 5, 16, generator=g) * 3, torch.randn(2, 5, 16, generator=g)
+    x = torch.randn(2, 5, 16, generator=g) * 3 + 1  # (B, T, C): an un-normalised residual stream
     norm = nn.LayerNorm(16, eps=1e-12)
+    sublayer = nn.Linear(16, 16)
     with torch.no_grad():
-        norm.weight.copy_(torch.randn(16, generator=g))
-        norm.bias.copy_(torch.randn(16, generator=g))
+        for param in (*norm.parameters(), *sublayer.parameters()):
+            param.copy_(torch.randn(param.shape, generator=g))
     ln = lambda t: F.layer_norm(t, (16,), norm.weight, norm.bias, 1e-12)  # noqa: E731
+    f = lambda t: F.linear(t, sublayer.weight, sublayer.bias)  # noqa: E731
     dropout = _FixedMask((torch.rand(2, 5, 16, generator=g) > 0.3).float(), 0.3).train()
     drop = lambda t: t * dropout.mask / 0.7  # noqa: E731
     with torch.no_grad():
-        have = fn(x, s, norm, dropout)
-        want = ln(x + drop(s))
-        wrong = {"dropout is missing: the branch arrives whole.": ln(x + s),
-                 "this is still seed 003's order: the branch is normalised before the add.": drop(x + ln(s)),
-                 "dropout is applied to the sum, so it reaches the identity path x.": ln(drop(x + s)),
-                 "dropout is applied to x (the identity path) instead of the branch.": ln(drop(x) + s),
-                 "the sum is not normalised.": x + drop(s)}
-    expect(have is not None, "1.2", "add_norm returned None.", "return the normalised sum.")
+        have = fn(x.clone(), sublayer, norm, dropout)
+        want = x + drop(f(ln(x)))
+        wrong = {"this is post-LN (BERT's order): the sum is normalised, so the stream is too.": ln(x + drop(f(x))),
+                 "the sum is normalised at the end as well: pre-LN leaves the stream un-normalised.": ln(x + drop(f(ln(x)))),
+                 "dropout is missing: the branch arrives whole.": x + f(ln(x)),
+                 "dropout is applied to the sum, so it reaches the identity path x.": drop(x + f(ln(x))),
+                 "dropout is applied before the sublayer (to its normalised input), not to its output.": x + f(drop(ln(x))),
+                 "the norm comes after the sublayer; pre-LN normalises the sublayer's INPUT.": x + drop(ln(f(x))),
+                 "the identity path adds the normalised x; it must carry x itself, untouched.": ln(x) + drop(f(ln(x)))}
+    expect(have is not None, "1.2", "pre_ln_sublayer returned None.", "return the new residual stream.")
     have = torch.as_tensor(have)
+    expect(have.shape == x.shape, "1.2", f"the result has shape {tuple(have.shape)}, expected {tuple(x.shape)}.",
+           "return a tensor of the same shape as x.")
     for message, result in wrong.items():
-        expect(not _close(have, result), "1.2", message, "return norm(x + dropout(sublayer_out)).")
-    expect(_close(have, want), "1.2", "in training mode the result is not LayerNorm(x + dropout(sublayer_out)).",
-           "drop out the sublayer output, add x, then normalise the sum with norm.")
+        expect(not _close(have, result), "1.2", message, "normalise x, run the sublayer, drop out its output, "
+               "then add x.")
+    expect(_close(have, want), "1.2", "in training mode the result is not x + dropout(sublayer(norm(x))).",
+           "normalise x, run the sublayer, drop out its output, then add x.")
     dropout.eval()
     with torch.no_grad():
-        have = torch.as_tensor(fn(x, s, norm, dropout))
-    expect(_close(have, ln(x + s)), "1.2", "in evaluation mode (dropout off) the result is not LayerNorm(x + "
-           "sublayer_out).", "call the dropout module you are given; do not build your own.")
+        have = torch.as_tensor(fn(x.clone(), sublayer, norm, dropout))
+    expect(_close(have, x + f(ln(x))), "1.2", "in evaluation mode (dropout off) the result is not "
+           "x + sublayer(norm(x)).", "call the dropout module you are given; do not build your own.")
     passed("1.2")
 
 

@@ -53,18 +53,31 @@ def check_drop_tokens(fn) -> None:
     expect(not bool(y1.isnan().any()), "2.1", "p = 1 gives NaN (0 / 0).",
            "handle p = 1 before dividing: return x * 0.0.")
     expect(torch.equal(y1, torch.zeros_like(x)), "2.1", "p = 1 should give all zeros.", "return x * 0.0.")
+    special = x.clone()
+    special[0, 0, 0], special[1, 2, 3] = float("inf"), float("nan")  # a non-finite input must stay visible
+    y1 = torch.as_tensor(fn(special.clone(), 1.0, torch.Generator().manual_seed(3)))
+    expect(bool(y1[0, 0, 0].isnan()) and bool(y1[1, 2, 3].isnan()), "2.1", "with p = 1, an inf or NaN in x "
+           "comes out as a number: the answer hides a broken input (torch.nn.Dropout(1.0) gives NaN there).",
+           "return x * 0.0, not torch.zeros_like(x): inf * 0 and NaN * 0 are NaN.")
+    expect(torch.equal(y1.nan_to_num(7.0), (special * 0.0).nan_to_num(7.0)), "2.1",
+           "with p = 1 the finite numbers should become 0 and only inf and NaN become NaN.", "return x * 0.0.")
     passed("2.1")
 
 
 def check_elements_needed(fn) -> None:
     not_done(fn, "2.2")
-    for p, tol, k in [(0.1, 0.001, 5), (0.5, 0.01, 3), (0.3, 0.005, 4), (0.1, 0.0007, 5)]:
+    # the last case gives n = 711.1...: rounding to the nearest whole number (711) is one element too few
+    for p, tol, k in [(0.1, 0.001, 5), (0.5, 0.01, 3), (0.3, 0.005, 4), (0.1, 0.0007, 5), (0.2, 0.03, 2)]:
         have = fn(p, tol, k)
         expect(have is not None, "2.2", "elements_needed returned None.", "return a whole number.")
         expect(isinstance(have, (int, float)) and not isinstance(have, bool) and float(have).is_integer()
                and have >= 1, "2.2", f"elements_needed({p}, {tol}, {k}) returned {have!r}, not a whole number of "
                "elements.", "round up with math.ceil: a fraction of an element is not possible.")
         spread = lambda n: k * math.sqrt(p * (1 - p) / n)  # noqa: E731  k standard deviations of the share kept
+        exact = k ** 2 * p * (1 - p) / tol ** 2
+        expect(not (have == round(exact) and have < exact), "2.2", f"for p={p}, tol={tol}, k={k}: n = {exact:.2f} "
+               f"rounded to the nearest is {int(have):,}, which leaves k standard deviations above tol.",
+               "round UP (math.ceil): the next whole number above n, never below.")
         expect(spread(have) <= tol * (1 + 1e-9), "2.2", f"for p={p}, tol={tol}, k={k}: with n = {int(have):,} "
                f"elements, k standard deviations are {spread(have):.3g}, more than tol.",
                "solve k * sqrt(p (1 - p) / n) <= tol for n: both sides squared, k too.")
