@@ -61,11 +61,11 @@ WRONG_ANSWERS = {
         "return [{'input_ids': [pad_id] * max(0, length - len(r['input_ids'])) + r['input_ids'],\n"
         "         'token_type_ids': [0] * max(0, length - len(r['input_ids'])) + r['token_type_ids'],\n"
         "         'attention_mask': [1] * max(length, len(r['input_ids']))} for r in rows]"],
-    "8.3": [  # BPE's rule (the most frequent pair); every word counted once
-        "pair = Counter()\nfor word, pieces in splits.items():\n    for ab in zip(pieces, pieces[1:]):\n"
-        "        pair[ab] += counts[word]\nreturn max(pair, key=pair.get)",
-        "piece, pair = Counter(), Counter()\nfor word, pieces in splits.items():\n    piece.update(pieces)\n"
-        "    pair.update(zip(pieces, pieces[1:]))\nreturn max(pair, key=lambda ab: pair[ab] / (piece[ab[0]] * piece[ab[1]]))"],
+    "8.3": [  # greedy longest-match; every piece without "##"
+        "return wordpiece(word, vocab)",
+        "best = {0: []}\nfor end in range(1, len(word) + 1):\n    for start in range(end):\n"
+        "        if start in best and word[start:end] in vocab and (end not in best or len(best[start]) + 1 < len(best[end])):\n"
+        "            best[end] = best[start] + [word[start:end]]\nreturn best.get(len(word), ['[UNK]'])"],
     "9.2": [  # missing and unexpected swapped; shape mismatches forgotten
         "return (sorted(k for k in found if k not in expected), sorted(k for k in expected if k not in found),\n"
         "        sorted(k for k in expected if k in found and expected[k].shape != found[k].shape))",

