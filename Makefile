@@ -53,7 +53,9 @@ classroom: setup
 	$(VENV_PY) -m minibert student --out _build/classroom/student
 	$(VENV_PY) -m minibert slides --out _build/classroom/slides
 
-# Forward-pass speed of minibert against transformers (CPU; the GPU cases run when CUDA is present).
+# Forward-pass speed of minibert against transformers (CPU; the GPU cases run when CUDA is present), then
+# tokenizer speed, minibert against tokenizers.
 .PHONY: bench
 bench: setup
 	$(VENV_PY) benchmarks/forward.py $(BENCH_ARGS)
+	$(VENV_PY) benchmarks/tokenizer.py $(TOKENIZER_BENCH_ARGS)

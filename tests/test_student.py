@@ -141,6 +141,20 @@ WRONG_ANSWERS = {
         "W = mha.in_proj_weight.chunk(3, dim=0)\nwith torch.no_grad():\n"
         "    for i, lin in enumerate((self_attention.query, self_attention.key, self_attention.value)):\n"
         "        lin.weight.copy_(W[i])"],
+    "8.1": [  # every token its own word; '#' (punctuation) taken for a continuation
+        "return list(range(len(tokens)))",
+        "out, word = [], -1\nfor token in tokens:\n    if not token.startswith('#'):\n        word += 1\n    out.append(word)\nreturn out"],
+    "8.2": [  # padding on the right; mask 1 at the padding
+        "return [{k: list(v) + ([pad_id if k == 'input_ids' else 0] * max(0, length - len(row['input_ids']))) "
+        "for k, v in row.items()} for row in rows]",
+        "return [{'input_ids': [pad_id] * max(0, length - len(r['input_ids'])) + r['input_ids'],\n"
+        "         'token_type_ids': [0] * max(0, length - len(r['input_ids'])) + r['token_type_ids'],\n"
+        "         'attention_mask': [1] * max(length, len(r['input_ids']))} for r in rows]"],
+    "8.3": [  # greedy longest-match; every piece without "##"
+        "return wordpiece(word, vocab)",
+        "best = {0: []}\nfor end in range(1, len(word) + 1):\n    for start in range(end):\n"
+        "        if start in best and word[start:end] in vocab and (end not in best or len(best[start]) + 1 < len(best[end])):\n"
+        "            best[end] = best[start] + [word[start:end]]\nreturn best.get(len(word), ['[UNK]'])"],
     "9.2": [  # missing and unexpected swapped; shape mismatches forgotten
         "return (sorted(k for k in found if k not in expected), sorted(k for k in expected if k not in found),\n"
         "        sorted(k for k in expected if k in found and expected[k].shape != found[k].shape))",
