@@ -434,3 +434,17 @@ def test_malicious_pickle_is_refused(built, tmp_path, real_weights, fmt):
         load_pretrained(folder)
     assert not marker.exists()  # the payload never ran
     assert built == []  # no weight was copied into any model
+
+
+def test_chapter_08_tokenizer_gives_the_same_tensors_and_embeddings_as_the_fast_one(tokenizer):
+    """encode_texts / embed_sentences accept chapter 08's BertTokenizer: the same (B, T) tensors as tokenizers'
+    Rust implementation, pairs and truncation at 512 included, hence the same sentence embeddings."""
+    from minibert import BertTokenizer
+
+    ours = BertTokenizer.from_pretrained(FOLDER)
+    for texts, pairs in ((TOKENIZER_TEXTS, None), PAIRS, (["word " * 600, "short"], None)):
+        a, b = encode_texts(tokenizer, texts, pairs), encode_texts(ours, texts, pairs)
+        assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a), texts
+    assert encode_texts(ours, ["word " * 600])["input_ids"].shape == (1, 512)
+    model = model_pair("sdpa")[0]
+    assert torch.equal(embed_sentences(model, tokenizer, TOKENIZER_TEXTS), embed_sentences(model, ours, TOKENIZER_TEXTS))
