@@ -91,14 +91,24 @@ WRONG_ANSWERS = {
     # 6.4, the classic slip: a copy of the embedding matrix instead of the shared Parameter
     "6.4": ["import torch\ndecoder.weight = torch.nn.Parameter(embedding.weight.detach().clone())"],
     "3.1": ["return 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))",  # Phi(x) alone: the product rule forgotten
-            "x = x.clone().requires_grad_(True)\nreturn torch.autograd.grad(F.gelu(x).sum(), x)[0]"],  # autograd
-    "3.2": [  # bias=False ignored (the Linear keeps a random bias of its own); nothing copied
-        "lin = nn.Linear(conv.in_channels, conv.out_channels)\nwith torch.no_grad():\n"
-        "    lin.weight.copy_(conv.weight[:, :, 0])\n    if conv.bias is not None:\n        lin.bias.copy_(conv.bias)\n"
-        "return lin",
-        "return nn.Linear(conv.in_channels, conv.out_channels)"],
-    "3.3": ["large_ffn = 2 * 1024 * 4096\nlarge_ffn_all = 24 * large_ffn",  # biases forgotten
-            "large_ffn = 2 * 1024 * 4096 + 4096 + 1024\nlarge_ffn_all = 12 * large_ffn"],  # BERT-base's 12 layers
+            "x = x.clone().requires_grad_(True)\nreturn torch.autograd.grad(F.gelu(x).sum(), x)[0]",  # autograd
+            "return torch.ops.aten.gelu_backward(torch.ones_like(x), x)",  # PyTorch's derivative by its operator
+            "return (F.gelu(x + 1e-6) - F.gelu(x - 1e-6)) / 2e-6"],  # a finite difference of the forbidden F.gelu
+    "3.2": [  # the weight flattened channel by channel; bias=False ignored; a wrapper that calls the conv
+        "out_c, in_c, k = conv.weight.shape\nlin = nn.Linear(k * in_c, out_c, bias=conv.bias is not None)\n"
+        "with torch.no_grad():\n    lin.weight.copy_(conv.weight.reshape(out_c, k * in_c))\n"
+        "    if conv.bias is not None:\n        lin.bias.copy_(conv.bias)\nreturn lin",
+        "out_c, in_c, k = conv.weight.shape\nlin = nn.Linear(k * in_c, out_c)\nwith torch.no_grad():\n"
+        "    lin.weight.copy_(conv.weight.permute(0, 2, 1).reshape(out_c, k * in_c))\n"
+        "    lin.bias.copy_(conv.bias if conv.bias is not None else torch.zeros(out_c))\nreturn lin",
+        "class Wrapped(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.conv = conv\n        self.weight = nn.Parameter(conv.weight.permute(0, 2, 1).flatten(1).detach())\n"
+        "    def forward(self, w):\n        B, T, _ = w.shape\n"
+        "        x = w.view(B, T, conv.kernel_size[0], -1)[:, :, conv.kernel_size[0] // 2]\n"
+        "        return conv(x.transpose(1, 2)).transpose(1, 2)\nreturn Wrapped()"],
+    "3.3": ["return 2 * Fdim // 3",  # the biases ignored
+            "return round((2 * C * Fdim + Fdim + C) / (3 * C))",  # rounded to the nearest, sometimes down
+            "return (2 * C * Fdim + Fdim + C) / (3 * C)"],  # not a whole number
     "3.4": ["return output.dense(intermediate(x))",  # right numbers, but no per-token loop
             "return torch.stack([output.dense(intermediate(x[b])) for b in range(x.shape[0])])"],  # per sentence only
     "4.1": [  # -inf (NaN on an all-padding row); the forbidden fused function; the causal triangle upside down
