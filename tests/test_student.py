@@ -120,18 +120,31 @@ WRONG_ANSWERS = {
         "    scores = scores.masked_fill(torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).tril(-1), "
         "torch.finfo(scores.dtype).min)\n"
         "if mask is not None:\n    scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)\n"
-        "return scores.softmax(dim=-1) @ v"],
+        "return scores.softmax(dim=-1) @ v",
+        # the chapter's own exported attention_probs, with the two masks combined
+        "keep = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).tril() if causal else None\n"
+        "if mask is not None:\n    keep = mask if keep is None else mask & keep\nreturn attention_probs(q, k, keep) @ v",
+        "return torch.ops.aten.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)"],
     "4.2": ["return qkv.view(*qkv.shape[:2], num_heads, -1).transpose(1, 2).chunk(3, dim=-1)",  # [q_h k_h v_h] per head
             "B, T, C3 = qkv.shape\nreturn tuple(t.reshape(B, num_heads, T, -1) for t in qkv.split(C3 // 3, dim=-1))"],
-    "4.4": ["num_scores = 8 * 128 * 128\nattention_block_params = 4 * (768 * 768 + 768) + 2 * 768",  # one table per sequence
-            "num_scores = 8 * 12 * 128 * 128\nattention_block_params = 4 * (768 * 768 + 768)"],  # LayerNorm forgotten
-    "4.3": [  # key and value swapped; the biases forgotten
-        "W = mha.in_proj_weight.chunk(3, dim=0)\nb = mha.in_proj_bias.chunk(3)\nwith torch.no_grad():\n"
-        "    for i, lin in enumerate((self_attention.query, self_attention.value, self_attention.key)):\n"
-        "        lin.weight.copy_(W[i])\n        lin.bias.copy_(b[i])",
-        "W = mha.in_proj_weight.chunk(3, dim=0)\nwith torch.no_grad():\n"
-        "    for i, lin in enumerate((self_attention.query, self_attention.key, self_attention.value)):\n"
-        "        lin.weight.copy_(W[i])"],
+    "4.3": [  # head h's parameters zeroed, not removed; the layers shrunk but the head count kept
+        "D = attention.self.attention_head_size\nwith torch.no_grad():\n"
+        "    for lin in (attention.self.query, attention.self.key, attention.self.value):\n"
+        "        lin.weight[h * D:(h + 1) * D] = 0\n        lin.bias[h * D:(h + 1) * D] = 0",
+        "sa, D = attention.self, attention.self.attention_head_size\n"
+        "keep = [i for i in range(sa.all_head_size) if i // D != h]\nwith torch.no_grad():\n"
+        "    for name in ('query', 'key', 'value'):\n        old = getattr(sa, name)\n"
+        "        new = nn.Linear(old.in_features, len(keep))\n        new.weight.copy_(old.weight[keep])\n"
+        "        new.bias.copy_(old.bias[keep])\n        setattr(sa, name, new)\n"
+        "    old = attention.output.dense\n    new = nn.Linear(len(keep), old.out_features)\n"
+        "    new.weight.copy_(old.weight[:, keep])\n    new.bias.copy_(old.bias)\n    attention.output.dense = new"],
+    "4.4": [  # one table per sequence; numbers instead of bytes; T = D, where the two are equal
+        "def probs_bytes(batch, tokens, config, dtype):\n    return batch * tokens * tokens * torch.finfo(dtype).bits // 8\n"
+        "T_cross = 65",
+        "def probs_bytes(batch, tokens, config, dtype):\n    return batch * config.num_attention_heads * tokens * tokens\n"
+        "T_cross = 65",
+        "def probs_bytes(batch, tokens, config, dtype):\n"
+        "    return batch * config.num_attention_heads * tokens * tokens * torch.finfo(dtype).bits // 8\nT_cross = 64"],
     "9.2": [  # missing and unexpected swapped; shape mismatches forgotten
         "return (sorted(k for k in found if k not in expected), sorted(k for k in expected if k not in found),\n"
         "        sorted(k for k in expected if k in found and expected[k].shape != found[k].shape))",
