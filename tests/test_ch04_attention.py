@@ -314,14 +314,129 @@ def test_exercise_4_2_accepts_the_reference_and_rejects_mixed_heads():
                                                   for t in qkv.split(qkv.shape[-1] // 3, dim=-1)))
 
 
-def test_exercise_checks_4_3_and_4_4_reject_wrong_answers():
+def test_exercise_4_1_refuses_the_chapters_own_attention_and_the_fused_op_under_any_name():
+    import minibert.attention
     from minibert.exercises import ExerciseError, ch04
 
-    with pytest.raises(ExerciseError, match="4.3"):
-        ch04.check_load_from_mha(lambda sa, mha: None)
-    with pytest.raises(ExerciseError, match="LayerNorm"):
-        ch04.check_counts(8 * 12 * 128 * 128, 4 * (768 * 768 + 768))
-    ch04.check_counts(8 * 12 * 128 * 128, 4 * (768 * 768 + 768) + 2 * 768)
+    sdpa = F.scaled_dot_product_attention  # an alias taken before the check
+    probs = minibert.attention.attention_probs
+
+    def both_masks(q, k, causal, mask):
+        keep = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).tril() if causal else None
+        return mask if keep is None else (keep if mask is None else mask & keep)
+
+    answers = [  # the chapter's export with the masks combined; the aten operator; the alias; the export by module
+        lambda q, k, v, mask=None, causal=False: minibert.attention.attention_probs(q, k, both_masks(q, k, causal, mask)) @ v,
+        lambda q, k, v, mask=None, causal=False: probs(q, k, both_masks(q, k, causal, mask)) @ v,
+        lambda q, k, v, mask=None, causal=False: torch.ops.aten.scaled_dot_product_attention(
+            q, k, v, attn_mask=both_masks(q, k, causal, mask)),
+        lambda q, k, v, mask=None, causal=False: sdpa(q, k, v, attn_mask=both_masks(q, k, causal, mask))]
+    for answer in answers:
+        with pytest.raises(ExerciseError, match="forbids"):
+            ch04.check_attention(answer)
+    q = torch.randn(1, 3, 4)  # everything is back afterwards
+    assert minibert.attention.attention_probs is probs and F.scaled_dot_product_attention is sdpa
+    assert torch.allclose(torch.ops.aten.scaled_dot_product_attention(q, q, q), probs(q, q) @ q, atol=1e-6)
+
+
+def _prune_head(attention, h):
+    """Reference answer to 4.3, written here: drop head h's D rows of query/key/value and D columns of W^O."""
+    sa = attention.self
+    D = sa.attention_head_size
+    keep = [i for i in range(sa.all_head_size) if i // D != h]
+    with torch.no_grad():
+        for name in ("query", "key", "value"):
+            old = getattr(sa, name)
+            new = nn.Linear(old.in_features, len(keep))
+            new.weight.copy_(old.weight[keep])
+            new.bias.copy_(old.bias[keep])
+            setattr(sa, name, new)
+        old = attention.output.dense
+        new = nn.Linear(len(keep), old.out_features)
+        new.weight.copy_(old.weight[:, keep])
+        new.bias.copy_(old.bias)
+        attention.output.dense = new
+    sa.num_attention_heads -= 1
+    sa.all_head_size -= D
+
+
+def test_pruning_by_hand_equals_silencing_the_head():
+    torch.manual_seed(0)
+    attention = BertAttention(_config(12, 3, "eager")).eval()
+    _fill_random(attention, 1)
+    x = torch.randn(2, 4, 12)
+    with torch.no_grad():
+        heads = attention.self(x)[0].view(2, 4, 3, 4)  # (B, T, H, D)
+        heads[:, :, 1] = 0  # head 1 silenced
+        want = attention.output(heads.reshape(2, 4, 12), x)
+    _prune_head(attention, 1)
+    with torch.no_grad():
+        assert torch.allclose(attention(x)[0], want, atol=1e-5)
+
+
+def test_exercise_4_3_accepts_the_reference_and_rejects_wrong_answers():
+    from minibert.exercises import ExerciseError, ch04
+    ch04.check_prune_head(_prune_head)
+
+    def zeroed(attention, h):  # silences the head but keeps its parameters
+        D = attention.self.attention_head_size
+        with torch.no_grad():
+            for lin in (attention.self.query, attention.self.key, attention.self.value):
+                lin.weight[h * D:(h + 1) * D] = 0
+                lin.bias[h * D:(h + 1) * D] = 0
+
+    def counts_not_updated(attention, h):  # the layers shrink, num_attention_heads stays
+        _prune_head(attention, h)
+        attention.self.num_attention_heads += 1
+        attention.self.all_head_size += attention.self.attention_head_size
+
+    def strided(attention, h):  # takes every H-th dimension as head h
+        sa, H = attention.self, attention.self.num_attention_heads
+        drop = set(range(h, sa.all_head_size, H))
+        keep = [i for i in range(sa.all_head_size) if i not in drop]
+        with torch.no_grad():
+            for name in ("query", "key", "value"):
+                old = getattr(sa, name)
+                new = nn.Linear(old.in_features, len(keep))
+                new.weight.copy_(old.weight[keep])
+                new.bias.copy_(old.bias[keep])
+                setattr(sa, name, new)
+            old = attention.output.dense
+            new = nn.Linear(len(keep), old.out_features)
+            new.weight.copy_(old.weight[:, keep])
+            new.bias.copy_(old.bias)
+            attention.output.dense = new
+        sa.num_attention_heads -= 1
+        sa.all_head_size -= sa.attention_head_size
+
+    def output_dense_kept(attention, h):  # W^O left at full width
+        dense = attention.output.dense
+        _prune_head(attention, h)
+        attention.output.dense = dense
+
+    for answer, message in ((zeroed, "removed 0 parameters"), (counts_not_updated, "fails to run"),
+                            (strided, "owns dimensions h\\*D"), (output_dense_kept, "removed")):
+        with pytest.raises(ExerciseError, match=message):
+            ch04.check_prune_head(answer)
+
+
+def _probs_bytes(batch, tokens, config, dtype):
+    """Reference answer to 4.4, written here: B * H * T * T numbers of finfo(dtype).bits / 8 bytes."""
+    return batch * config.num_attention_heads * tokens * tokens * torch.finfo(dtype).bits // 8
+
+
+def test_exercise_4_4_accepts_the_reference_and_rejects_wrong_answers():
+    from minibert.exercises import ExerciseError, ch04
+    assert 12 * 65 * 65 > 65 * 768 and not 12 * 64 * 64 > 64 * 768  # BERT-base: the tables win from T = D + 1
+    ch04.check_probs_memory(_probs_bytes, 65)
+    for answer, t_cross, message in (
+            (lambda b, t, c, d: b * c.num_attention_heads * t * t, 65, "numbers, not bytes"),
+            (lambda b, t, c, d: b * t * t * torch.finfo(d).bits // 8, 65, "one T x T table per sequence"),
+            (lambda b, t, c, d: b * c.num_attention_heads * t * t * 4, 65, "4 bytes per number"),
+            (_probs_bytes, 64, "same size, not larger"),
+            (_probs_bytes, 769, "expected a different number")):
+        with pytest.raises(ExerciseError, match=message):
+            ch04.check_probs_memory(answer, t_cross)
 
 
 # ---------------------------------------------------------------- sdpa + output_attentions + an all-padding row

@@ -110,14 +110,24 @@ WRONG_ANSWERS = {
     # 6.4, the classic slip: a copy of the embedding matrix instead of the shared Parameter
     "6.4": ["import torch\ndecoder.weight = torch.nn.Parameter(embedding.weight.detach().clone())"],
     "3.1": ["return 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))",  # Phi(x) alone: the product rule forgotten
-            "x = x.clone().requires_grad_(True)\nreturn torch.autograd.grad(F.gelu(x).sum(), x)[0]"],  # autograd
-    "3.2": [  # bias=False ignored (the Linear keeps a random bias of its own); nothing copied
-        "lin = nn.Linear(conv.in_channels, conv.out_channels)\nwith torch.no_grad():\n"
-        "    lin.weight.copy_(conv.weight[:, :, 0])\n    if conv.bias is not None:\n        lin.bias.copy_(conv.bias)\n"
-        "return lin",
-        "return nn.Linear(conv.in_channels, conv.out_channels)"],
-    "3.3": ["large_ffn = 2 * 1024 * 4096\nlarge_ffn_all = 24 * large_ffn",  # biases forgotten
-            "large_ffn = 2 * 1024 * 4096 + 4096 + 1024\nlarge_ffn_all = 12 * large_ffn"],  # BERT-base's 12 layers
+            "x = x.clone().requires_grad_(True)\nreturn torch.autograd.grad(F.gelu(x).sum(), x)[0]",  # autograd
+            "return torch.ops.aten.gelu_backward(torch.ones_like(x), x)",  # PyTorch's derivative by its operator
+            "return (F.gelu(x + 1e-6) - F.gelu(x - 1e-6)) / 2e-6"],  # a finite difference of the forbidden F.gelu
+    "3.2": [  # the weight flattened channel by channel; bias=False ignored; a wrapper that calls the conv
+        "out_c, in_c, k = conv.weight.shape\nlin = nn.Linear(k * in_c, out_c, bias=conv.bias is not None)\n"
+        "with torch.no_grad():\n    lin.weight.copy_(conv.weight.reshape(out_c, k * in_c))\n"
+        "    if conv.bias is not None:\n        lin.bias.copy_(conv.bias)\nreturn lin",
+        "out_c, in_c, k = conv.weight.shape\nlin = nn.Linear(k * in_c, out_c)\nwith torch.no_grad():\n"
+        "    lin.weight.copy_(conv.weight.permute(0, 2, 1).reshape(out_c, k * in_c))\n"
+        "    lin.bias.copy_(conv.bias if conv.bias is not None else torch.zeros(out_c))\nreturn lin",
+        "class Wrapped(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.conv = conv\n        self.weight = nn.Parameter(conv.weight.permute(0, 2, 1).flatten(1).detach())\n"
+        "    def forward(self, w):\n        B, T, _ = w.shape\n"
+        "        x = w.view(B, T, conv.kernel_size[0], -1)[:, :, conv.kernel_size[0] // 2]\n"
+        "        return conv(x.transpose(1, 2)).transpose(1, 2)\nreturn Wrapped()"],
+    "3.3": ["return 2 * Fdim // 3",  # the biases ignored
+            "return round((2 * C * Fdim + Fdim + C) / (3 * C))",  # rounded to the nearest, sometimes down
+            "return (2 * C * Fdim + Fdim + C) / (3 * C)"],  # not a whole number
     "3.4": ["return output.dense(intermediate(x))",  # right numbers, but no per-token loop
             "return torch.stack([output.dense(intermediate(x[b])) for b in range(x.shape[0])])"],  # per sentence only
     "4.1": [  # -inf (NaN on an all-padding row); the forbidden fused function; the causal triangle upside down
@@ -129,18 +139,31 @@ WRONG_ANSWERS = {
         "    scores = scores.masked_fill(torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).tril(-1), "
         "torch.finfo(scores.dtype).min)\n"
         "if mask is not None:\n    scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)\n"
-        "return scores.softmax(dim=-1) @ v"],
+        "return scores.softmax(dim=-1) @ v",
+        # the chapter's own exported attention_probs, with the two masks combined
+        "keep = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).tril() if causal else None\n"
+        "if mask is not None:\n    keep = mask if keep is None else mask & keep\nreturn attention_probs(q, k, keep) @ v",
+        "return torch.ops.aten.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)"],
     "4.2": ["return qkv.view(*qkv.shape[:2], num_heads, -1).transpose(1, 2).chunk(3, dim=-1)",  # [q_h k_h v_h] per head
             "B, T, C3 = qkv.shape\nreturn tuple(t.reshape(B, num_heads, T, -1) for t in qkv.split(C3 // 3, dim=-1))"],
-    "4.4": ["num_scores = 8 * 128 * 128\nattention_block_params = 4 * (768 * 768 + 768) + 2 * 768",  # one table per sequence
-            "num_scores = 8 * 12 * 128 * 128\nattention_block_params = 4 * (768 * 768 + 768)"],  # LayerNorm forgotten
-    "4.3": [  # key and value swapped; the biases forgotten
-        "W = mha.in_proj_weight.chunk(3, dim=0)\nb = mha.in_proj_bias.chunk(3)\nwith torch.no_grad():\n"
-        "    for i, lin in enumerate((self_attention.query, self_attention.value, self_attention.key)):\n"
-        "        lin.weight.copy_(W[i])\n        lin.bias.copy_(b[i])",
-        "W = mha.in_proj_weight.chunk(3, dim=0)\nwith torch.no_grad():\n"
-        "    for i, lin in enumerate((self_attention.query, self_attention.key, self_attention.value)):\n"
-        "        lin.weight.copy_(W[i])"],
+    "4.3": [  # head h's parameters zeroed, not removed; the layers shrunk but the head count kept
+        "D = attention.self.attention_head_size\nwith torch.no_grad():\n"
+        "    for lin in (attention.self.query, attention.self.key, attention.self.value):\n"
+        "        lin.weight[h * D:(h + 1) * D] = 0\n        lin.bias[h * D:(h + 1) * D] = 0",
+        "sa, D = attention.self, attention.self.attention_head_size\n"
+        "keep = [i for i in range(sa.all_head_size) if i // D != h]\nwith torch.no_grad():\n"
+        "    for name in ('query', 'key', 'value'):\n        old = getattr(sa, name)\n"
+        "        new = nn.Linear(old.in_features, len(keep))\n        new.weight.copy_(old.weight[keep])\n"
+        "        new.bias.copy_(old.bias[keep])\n        setattr(sa, name, new)\n"
+        "    old = attention.output.dense\n    new = nn.Linear(len(keep), old.out_features)\n"
+        "    new.weight.copy_(old.weight[:, keep])\n    new.bias.copy_(old.bias)\n    attention.output.dense = new"],
+    "4.4": [  # one table per sequence; numbers instead of bytes; T = D, where the two are equal
+        "def probs_bytes(batch, tokens, config, dtype):\n    return batch * tokens * tokens * torch.finfo(dtype).bits // 8\n"
+        "T_cross = 65",
+        "def probs_bytes(batch, tokens, config, dtype):\n    return batch * config.num_attention_heads * tokens * tokens\n"
+        "T_cross = 65",
+        "def probs_bytes(batch, tokens, config, dtype):\n"
+        "    return batch * config.num_attention_heads * tokens * tokens * torch.finfo(dtype).bits // 8\nT_cross = 64"],
     "8.1": [  # every token its own word; '#' (punctuation) taken for a continuation
         "return list(range(len(tokens)))",
         "out, word = [], -1\nfor token in tokens:\n    if not token.startswith('#'):\n        word += 1\n    out.append(word)\nreturn out"],

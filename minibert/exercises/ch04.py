@@ -7,11 +7,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import ExerciseError, expect, not_done, passed
+from .ch03 import forbidding
 
 
 def _forbidden_sdpa(*args, **kwargs):
-    raise ExerciseError("Exercise 4.1: the answer calls F.scaled_dot_product_attention, which the exercise forbids.\n"
+    raise ExerciseError("Exercise 4.1: the answer calls a ready-made attention (F.scaled_dot_product_attention, its "
+                        "aten operator, or this chapter's attention_probs), which the exercise forbids.\n"
                         "Hint: write the four steps yourself: q @ k^T, / sqrt(D), mask, softmax, @ v.")
+
+
+def _sdpa_targets():
+    import minibert.attention
+
+    return [(F, "scaled_dot_product_attention"), (torch._C._nn, "scaled_dot_product_attention"),
+            (torch.ops.aten, "scaled_dot_product_attention"), (F, "multi_head_attention_forward"),
+            (minibert.attention, "attention_probs")]
 
 
 def check_attention(fn) -> None:
@@ -32,14 +42,9 @@ def check_attention(fn) -> None:
     cases.append(("with causal=True and a padding mask", q[:2], k[:2], v[:2], both, True,
                   F.scaled_dot_product_attention(q[:2], k[:2], v[:2],
                                                  attn_mask=both & torch.ones(5, 5, dtype=torch.bool).tril())))
-    original = F.scaled_dot_product_attention
-    F.scaled_dot_product_attention = _forbidden_sdpa  # the shortcut the prompt forbids fails loudly
-    torch.nn.functional.scaled_dot_product_attention = _forbidden_sdpa
-    try:
+    # the shortcuts the prompt forbids fail loudly, under any name the answer can reach them by
+    with forbidding(fn, _sdpa_targets(), _forbidden_sdpa, named=("attention_probs",)):
         results = [fn(q, k, v, mask, causal) for _, q, k, v, mask, causal, _ in cases]
-    finally:
-        F.scaled_dot_product_attention = original
-        torch.nn.functional.scaled_dot_product_attention = original
     for (what, q, k, v, mask, causal, want), have in zip(cases, results):
         expect(isinstance(have, torch.Tensor) and tuple(have.shape) == tuple(want.shape), "4.1",
                f"{what} the result should have shape {tuple(want.shape)}, got "
@@ -96,45 +101,90 @@ def check_split_qkv(fn) -> None:
     passed("4.2")
 
 
-def check_load_from_mha(fn) -> None:
+def _param_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def check_prune_head(fn) -> None:
     not_done(fn, "4.3")
-    from minibert.attention import BertSelfAttention, extended_attention_mask
+    import copy
+
+    from minibert.attention import BertAttention, extended_attention_mask
     from minibert.config import BertConfig
 
-    for C, H, impl in ((36, 3, "eager"), (24, 2, "sdpa"), (16, 1, "eager")):
+    for C, H, h, impl in ((12, 3, 1, "eager"), (24, 4, 0, "sdpa"), (16, 2, 1, "eager")):
+        D = C // H
         torch.manual_seed(43 + C)
-        mha = nn.MultiheadAttention(C, H, batch_first=True).eval()
+        attention = BertAttention(BertConfig(hidden_size=C, num_attention_heads=H, intermediate_size=4 * C,
+                                             attn_implementation=impl)).eval()
         with torch.no_grad():
-            mha.in_proj_bias.normal_()  # PyTorch starts these at zero; make a wrong bias copy visible
-        sa = BertSelfAttention(BertConfig(hidden_size=C, num_attention_heads=H, intermediate_size=4 * C,
-                                          attn_implementation=impl)).eval()
-        fn(sa, mha)
+            for p in attention.parameters():  # fresh biases are 0 and LayerNorm an identity: fill every number
+                p.copy_(torch.randn(p.shape))
         x = torch.randn(2, 5, C)
         keep = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
         mask = extended_attention_mask(keep) if impl == "eager" else keep.bool()[:, None, None, :]
+        what = f"with C = {C}, H = {H}, pruning head {h}"
+        # the reference: the unpruned module with head h's part of Concat(heads) set to zero before W^O
+        reference = copy.deepcopy(attention)
         with torch.no_grad():
-            want, _ = mha(x, x, x, key_padding_mask=keep == 0)
-            have = mha.out_proj(sa(x, mask)[0])
+            context, _ = reference.self(x, mask)  # (B, T, C) = Concat(heads)
+            context[..., h * D:(h + 1) * D] = 0
+            want = reference.output(context, x)
+        before = _param_count(attention)
+        result = fn(attention, h)
+        expect(result is None or result is attention, "4.3", f"prune_head returned a {type(result).__name__}; "
+               f"it should change the module it is given, in place.", "replace attention.self.query (and key, value, "
+               "attention.output.dense) by smaller nn.Linear layers; return nothing.")
+        removed = before - _param_count(attention)
+        expect(removed == 4 * C * D + 3 * D, "4.3", f"{what} removed {removed:,} parameters, expected "
+               f"{4 * C * D + 3 * D:,}: D = {D} rows of query, key and value (weights and biases) and D columns of "
+               f"output.dense.", "pruning removes the numbers: build nn.Linear layers with C - D outputs (query, "
+               "key, value) and C - D inputs (output.dense); setting them to zero keeps them.")
+        try:
+            with torch.no_grad():
+                have, probs = attention(x, mask, output_attentions=True)
+        except (RuntimeError, ValueError) as exc:
+            expect(False, "4.3", f"{what} the pruned module fails to run: {exc}",
+                   "also update attention.self.num_attention_heads (H - 1) and attention.self.all_head_size (C - D): "
+                   "forward cuts the projections into heads with them.")
+        expect(tuple(probs.shape) == (2, H - 1, 5, 5), "4.3", f"{what} the attention probabilities have shape "
+               f"{tuple(probs.shape)}, expected (B, H - 1, T, T) = {(2, H - 1, 5, 5)}.",
+               "set attention.self.num_attention_heads to H - 1.")
         err = (have - want).abs().max().item()
-        expect(err < 1e-5, "4.3", f"with C = {C}, {H} head(s) the output differs from nn.MultiheadAttention by {err:.3g}.",
-               "in_proj_weight is (3C, C): rows [0, C) are the query, [C, 2C) the key, [2C, 3C) the value weights; "
-               "split in_proj_bias the same way, and copy inside torch.no_grad().")
+        expect(err < 1e-5, "4.3", f"{what} the output differs from the unpruned module with head {h} silenced "
+               f"by {err:.3g}.", f"head h owns dimensions h*D .. (h+1)*D - 1: rows of the query, key and value "
+               f"weights and biases, and columns of output.dense.weight (its bias stays whole).")
     passed("4.3")
 
 
-def check_counts(num_scores, block_params) -> None:
-    not_done(num_scores, "4.4")
-    not_done(block_params, "4.4")
-    B, T, C, H = 8, 128, 768, 12
-    want_scores = B * H * T * T
-    expect(num_scores != B * T * T, "4.4", f"{num_scores:,} counts one table per sequence.",
-           "every head computes its own T x T table.")
-    expect(num_scores == want_scores, "4.4", f"num_scores = {num_scores:,}, expected a different number.",
-           "batch x heads x queries x keys.")
-    linear = nn.Linear(C, C)
-    want_params = 4 * sum(p.numel() for p in linear.parameters()) + sum(p.numel() for p in nn.LayerNorm(C).parameters())
-    expect(block_params != want_params - 2 * C, "4.4", f"{block_params:,} leaves out the LayerNorm.",
-           "output.LayerNorm has a weight and a bias of C numbers each.")
-    expect(block_params == want_params, "4.4", f"attention_block_params = {block_params:,}, expected a different number.",
-           "four C x C Linear layers with biases (query, key, value, output.dense) plus LayerNorm's 2C.")
+def check_probs_memory(probs_bytes, t_cross) -> None:
+    not_done(probs_bytes, "4.4")
+    not_done(t_cross, "4.4")
+    from minibert.config import BertConfig
+
+    for batch, tokens, (C, H), dtype in ((8, 128, (768, 12), torch.float32), (2, 512, (1024, 16), torch.float16),
+                                         (3, 7, (36, 3), torch.float64), (1, 100, (64, 1), torch.bfloat16)):
+        config = BertConfig(hidden_size=C, num_attention_heads=H, intermediate_size=4 * C)
+        probs = torch.empty(batch, H, tokens, tokens, dtype=dtype, device="meta")  # (B, H, T, T), no memory
+        want = probs.numel() * probs.element_size()
+        have = probs_bytes(batch, tokens, config, dtype)
+        what = f"probs_bytes({batch}, {tokens}, C = {C} H = {H}, {dtype})"
+        if have != want:
+            expect(have != probs.numel(), "4.4", f"{what} = {have:,} counts numbers, not bytes.",
+                   "multiply by the bytes per number: torch.finfo(dtype).bits // 8, or Tensor.element_size().")
+            expect(have != want // H, "4.4", f"{what} = {have:,} counts one T x T table per sequence.",
+                   "every head has its own table: (B, H, T, T).")
+            expect(have != probs.numel() * 4, "4.4", f"{what} = {have:,} assumes 4 bytes per number.",
+                   "the bytes per number depend on dtype: torch.finfo(dtype).bits // 8.")
+            expect(False, "4.4", f"{what} = {have!r}, expected a different number.",
+                   "B * H * T * T numbers, each torch.finfo(dtype).bits // 8 bytes.")
+    base = BertConfig()
+    T = 1  # the smallest T at which (B, H, T, T) holds more numbers than (B, T, C), counted on the meta device
+    while torch.empty(1, base.num_attention_heads, T, T, device="meta").numel() <= torch.empty(
+            1, T, base.hidden_size, device="meta").numel():
+        T += 1
+    expect(t_cross != T - 1, "4.4", f"T_cross = {t_cross}: at T = {t_cross} the probabilities and the hidden "
+           f"states are the same size, not larger.", "the smallest T with H * T * T > T * C.")
+    expect(t_cross == T, "4.4", f"T_cross = {t_cross!r}, expected a different number.",
+           "compare H * T * T (the probabilities) with T * C (the hidden states): B and the dtype cancel out.")
     passed("4.4")
