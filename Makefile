@@ -54,6 +54,7 @@ classroom: setup
 .PHONY: bench
 bench: setup
 	$(VENV_PY) benchmarks/forward.py $(BENCH_ARGS)
+	$(VENV_PY) benchmarks/train.py $(BENCH_ARGS)
 
 # Pretraining (chapter 11): the run the chapter loads (checkpoints/pretrain-zh-tiny/ holds its model files).
 # PRETRAIN_THREADS=1 is faster when other jobs share the cores (threads that wait for each other).

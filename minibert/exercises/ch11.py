@@ -19,7 +19,7 @@ def _number(value) -> bool:
 def check_fate_shares(fn) -> None:
     not_done(fn, "11.1")
     M = 4
-    # 10 chosen positions: 6 -> [MASK], 3 -> a different token, 1 kept; 6 unchosen positions, 5 of them unchanged
+    # 10 chosen positions: 6 -> [MASK], 3 -> a different token, 1 kept; 6 unchosen positions (never changed)
     original = torch.tensor([[7, 8, 9, 10, 11, 12, 13, 14], [15, 16, 17, 18, 19, 20, 21, 22]])
     inputs = torch.tensor([[M, M, M, 30, 11, 12, 13, M], [M, 31, 32, 18, 19, M, 21, 22]])
     labels = torch.tensor([[7, 8, 9, 10, -100, -100, -100, 14], [15, 16, 17, 18, -100, 20, -100, -100]])
@@ -31,7 +31,7 @@ def check_fate_shares(fn) -> None:
     if abs(sum(have) - 1) > 1e-6:
         expect(False, "11.1", f"the three shares add up to {sum(have):.3f}, not 1.",
                "divide each count by the number of chosen positions (labels != -100), not by all positions.")
-    if abs(have[2] - 0.5) < 1e-6 or abs(have[0] - 6 / 16) < 1e-6:
+    if abs(have[2] - 7 / 16) < 1e-6 or abs(have[0] - 6 / 16) < 1e-6:
         expect(False, "11.1", f"got {have}: positions that were not chosen were counted.",
                "look only at positions where labels != -100.")
     expect(all(abs(h - w) < 1e-6 for h, w in zip(have, want)), "11.1",
