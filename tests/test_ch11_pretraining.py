@@ -375,6 +375,7 @@ def test_an_interrupted_run_leaves_the_last_checkpoint_intact(corpus, tmp_path, 
     _weights(checkpoints[0])  # complete and readable
     resumed = _pretrain("--out", out, "--resume", "--stop-after", 1)
     assert f"step {step + 1}/100000" in resumed.stderr + resumed.stdout
+    assert not list(out.glob(".tmp-*"))  # a save cut short by the signal is cleared on resume
 
 
 def test_out_must_be_new_empty_or_its_own_run(corpus, tmp_path):

@@ -207,6 +207,9 @@ def prepare_out(out: Path, resume: bool) -> Path | None:
         if not ours:
             raise PretrainError(f"--resume: {str(out)!r} is not a minibert pretrain run (no {MARKER} in it)")
         last = latest_checkpoint(out)
+        for stale in out.glob(".tmp-checkpoint-*"):  # a save of this run that an interruption cut short
+            if stale.is_dir() and os.environ.get("RANK", "0") == "0":
+                shutil.rmtree(stale)
         if last is None:
             raise PretrainError(f"--resume: {str(out)!r} holds no complete checkpoint yet")
         return last
@@ -348,6 +351,13 @@ def evaluate(model, batch: dict, unigram_id: int) -> dict:
             "nsp_accuracy": round(float((nsp == batch["next_sentence_label"]).float().mean()), 4)}
 
 
+def _command() -> str:
+    """This invocation as `minibert <arguments>` (no interpreter or file paths)."""
+    import shlex
+
+    return "minibert " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
 def train(args: argparse.Namespace) -> int:
     import random
 
@@ -404,10 +414,10 @@ def train(args: argparse.Namespace) -> int:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: linear_warmup_decay(step, warmup_steps=s["warmup"], total_steps=s["steps"]))
     state = {"settings": s, "step": 0, "tokens_seen": 0, "elapsed_s": 0.0, "losses": [], "mlm_losses": [],
-             "nsp_losses": [], "eval": [], "world_size": world, "command": " ".join(sys.argv)}
+             "nsp_losses": [], "eval": [], "world_size": world, "command": _command()}
     if resume_from is not None:
         state = {**load_checkpoint(resume_from, model, optimizer, scheduler, rank, device),
-                 "command_resumed": " ".join(sys.argv)}
+                 "command_resumed": _command()}
     else:
         torch.manual_seed(s["seed"] + rank)  # dropout differs between processes, as it would on one big batch
         random.seed(s["seed"] + rank)
