@@ -382,6 +382,7 @@ def train(args: argparse.Namespace) -> int:
     s = resolve_settings(args, saved["settings"] if saved else None)
     if s["batch_size"] % world:
         raise PretrainError(f"--batch-size {s['batch_size']} must be divisible by the number of processes ({world})")
+    load_config(s["config"], 5, s["seq_len"])  # a bad config or length fails now, before the corpus is read
     # -- data and vocabulary (every process builds the same, deterministically)
     train_docs, held_docs = load_corpus(s["corpus"])
     if resume_from is not None:
