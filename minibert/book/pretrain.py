@@ -173,11 +173,11 @@ def read_vocab(path: Path) -> list[str]:
         vocab = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise PretrainError(f"--vocab {str(path)!r}: cannot read it as UTF-8 text ({exc})") from None
-    from minibert.pretraining import SPECIAL_TOKENS
+    from minibert.pretraining import VOCAB_SPECIAL_TOKENS
 
-    if vocab[:len(SPECIAL_TOKENS)] != SPECIAL_TOKENS:
-        raise PretrainError(f"--vocab {str(path)!r} must start with {' '.join(SPECIAL_TOKENS)} (ids 0-4), "
-                            f"starts with {' '.join(vocab[:len(SPECIAL_TOKENS)])}")
+    if vocab[:len(VOCAB_SPECIAL_TOKENS)] != VOCAB_SPECIAL_TOKENS:
+        raise PretrainError(f"--vocab {str(path)!r} must start with {' '.join(VOCAB_SPECIAL_TOKENS)} (ids 0-4), "
+                            f"starts with {' '.join(vocab[:len(VOCAB_SPECIAL_TOKENS)])}")
     return vocab
 
 
