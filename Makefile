@@ -57,8 +57,8 @@ bench: setup
 	$(VENV_PY) benchmarks/train.py $(BENCH_ARGS)
 
 # Pretraining (chapter 11): the run the chapter loads (checkpoints/pretrain-zh-tiny/ holds its model files).
-# One thread: the shipped run used it (same sums, same weights), and on the shared 2-core machine it was
-# faster than two (0.32 against 0.8 CPU-seconds a step: two threads wait for each other under load).
+# One thread: the shipped run used it (same sums, same weights), and on the shared 2-core machine it spent
+# 0.32 CPU-seconds a step against 0.8 with two threads (which wait for each other when the cores are busy).
 .PHONY: pretrain
 PRETRAIN_THREADS ?= 1
 pretrain: setup
