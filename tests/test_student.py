@@ -182,6 +182,18 @@ WRONG_ANSWERS = {
         "return (sorted(k for k in found if k not in expected), sorted(k for k in expected if k not in found),\n"
         "        sorted(k for k in expected if k in found and expected[k].shape != found[k].shape))",
         "return sorted(k for k in expected if k not in found), sorted(k for k in found if k not in expected), []"],
+    "11.1": [  # shares of all positions instead of the chosen ones; "kept" counted over unchosen positions too
+        "chosen = labels != -100\nm = int((inputs[chosen] == mask_token_id).sum()) / labels.numel()\n"
+        "k = int((inputs[chosen] == original[chosen]).sum()) / labels.numel()\nreturn m, 1 - m - k, k",
+        "chosen = labels != -100\nm = (inputs[chosen] == mask_token_id).float().mean().item()\n"
+        "k = (inputs == original).float().mean().item()\nreturn m, 1 - m - k, k"],
+    "11.2": [  # the d2l-en#2582 bug (every position counted); a sum instead of a mean
+        "return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.clamp(min=0).reshape(-1))",
+        "keep = labels != -100\nreturn -torch.log_softmax(logits[keep], -1).gather(1, labels[keep][:, None]).sum()"],
+    "11.3": [  # decay measured from step 0; warm-up off by one
+        "if step < warmup_steps:\n    return peak * step / warmup_steps\nreturn peak * max(0.0, (total_steps - step) / total_steps)",
+        "if step < warmup_steps:\n    return peak * (step + 1) / warmup_steps\n"
+        "return peak * max(0.0, (total_steps - step) / (total_steps - warmup_steps))"],
 }
 
 

@@ -186,6 +186,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
+def _cmd_pretrain(book, args) -> int:
+    from .pretrain import main  # imports torch only now
+
+    return main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="minibert", description="Tools for the minibert course.")
     parser.add_argument("--root", help="the course repository (default: the folder holding book.toml)")
@@ -233,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--head", type=_params_head, default=None, metavar="mlm|pretraining|classification:N",
                    help="count a head too")
     p.set_defaults(func=_cmd_params, needs_book=False)
+
+    p = sub.add_parser("pretrain", help="masked-LM + next-sentence pretraining (chapter 11); works under torchrun")
+    from .pretrain import add_arguments  # argparse only: no torch at start-up
+
+    add_arguments(p)
+    p.set_defaults(func=_cmd_pretrain, needs_book=False)
     return parser
 
 
