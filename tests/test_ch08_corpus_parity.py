@@ -30,13 +30,15 @@ def test_corpus_sizes():
 
 
 
-def test_unicode_sweep_planes_0_to_2():
-    """Every code point of planes 0-2 between two letters. The differences left (503 code points, none in the
-    corpora or the hard cases) are characters whose Unicode category changed between the Unicode version
-    Python 3.11 ships (14.0) and the older tables tokenizers uses; this pins them so no new one appears."""
+@pytest.mark.parametrize("lower, bound", [(True, 503), (False, 119)], ids=["uncased", "cased"])
+def test_unicode_sweep_planes_0_to_2(lower, bound):
+    """Every code point of planes 0-2 between two letters. The differences left (503 code points uncased, 119
+    cased, none in the corpora or the hard cases) are characters whose Unicode category changed between the
+    Unicode version Python 3.11 ships (14.0) and the older tables tokenizers uses; this pins them so no new one
+    appears. The counts depend on the Python version (its unicodedata tables), as chapter 08 says."""
     texts = ["a" + chr(c) + "b" for c in range(0x30000) if not 0xD800 <= c <= 0xDFFF]
-    expected = rust(True).encode_batch(texts, add_special_tokens=False)
-    tok = ours(True)
+    expected = rust(lower).encode_batch(texts, add_special_tokens=False)
+    tok = ours(lower)
     bad = [t[1] for t, e in zip(texts, expected) if tok.tokenize(t) != e.tokens]
-    assert len(bad) <= 503
+    assert len(bad) <= bound
     assert {unicodedata.category(c) for c in bad} <= {"Mn", "Mc", "Po", "Ps", "Pe", "Pd", "Cf", "So"}

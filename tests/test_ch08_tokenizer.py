@@ -164,6 +164,15 @@ def test_decode_matches_transformers(skip):
     for ids in ref(texts, texts[::-1])["input_ids"]:
         assert tok.decode(ids, skip_special_tokens=skip) == ref.decode(ids, skip_special_tokens=skip)
     assert tok.decode(torch.tensor(ids)) == ref.decode(ids)  # a tensor of ids works too
+    for one in (101, 7592, 0):  # a single int id, as transformers takes it
+        assert tok.decode(one, skip_special_tokens=skip) == ref.decode(one, skip_special_tokens=skip)
+
+
+def test_empty_text_pair_is_no_pair_as_in_transformers():
+    tok, ref = ours(True), hf(True)
+    for text, pair in [("Where is the cat?", ""), ("", ""), ("Hi", " ")]:
+        assert tok(text, pair) == dict(ref(text, pair)), (text, pair)
+    assert tok("Hi", "")["input_ids"] == tok("Hi")["input_ids"]
 
 
 def test_convert_both_ways():

