@@ -77,7 +77,12 @@ WRONG_ANSWERS = {
             "mean = x.mean(dim=(-2, -1), keepdim=True)\n"
             "return (x - mean) / (x.std(dim=(-2, -1), correction=0, keepdim=True) + eps) * weight + bias",  # eps outside
             "mean = x.mean(dim=(-2, -1), keepdim=True)\nvar = ((x - mean) ** 2).mean(dim=(-2, -1), keepdim=True)\n"
-            "return (x - mean) / torch.sqrt(var + 1e-5) * weight + bias"],  # eps typed in
+            "return (x - mean) / torch.sqrt(var + 1e-5) * weight + bias",  # eps typed in
+            # batch norm over one "batch" of every token's T*C numbers: a ready-made normalisation too
+            "T, C = x.shape[-2:]
+flat = x.reshape(1, -1, T * C)
+"
+            "return F.batch_norm(flat, None, None, training=True, eps=eps).reshape(x.shape) * weight + bias"],
     "1.2": ["return norm(x + dropout(sublayer(x)))",  # post-LN, BERT's order
             "return x + sublayer(norm(x))",  # dropout forgotten
             "return dropout(x + sublayer(norm(x)))",  # dropout on the sum, identity path included
@@ -127,10 +132,15 @@ WRONG_ANSWERS = {
         "        return conv(x.transpose(1, 2)).transpose(1, 2)\nreturn Wrapped()"],
     "3.3": ["return 2 * Fdim // 3",  # the biases ignored
             "return round((2 * C * Fdim + Fdim + C) / (3 * C))",  # rounded to the nearest, sometimes down
-            "return (2 * C * Fdim + Fdim + C) / (3 * C)"],  # not a whole number
+            "return (2 * C * Fdim + Fdim + C) / (3 * C)",  # not a whole number
+            "return (2 * C * Fdim + Fdim + C) // (3 * C) + 1"],  # floor + 1: one too many when the division is exact
     "3.4": ["return output.dense(intermediate(x))",  # right numbers, but no per-token loop
             "return torch.stack([output.dense(intermediate(x[b])) for b in range(x.shape[0])])"],  # per sentence only
     "4.1": [  # -inf (NaN on an all-padding row); the forbidden fused function; the causal triangle upside down
+        # both masks *added* as finfo.min: an all-padding row under the causal mask reaches -inf, then NaN
+        "scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])\nlow = torch.finfo(scores.dtype).min\nif causal:\n"
+        "    scores = scores + (~torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).tril()) * low\n"
+        "if mask is not None:\n    scores = scores + (~mask) * low\nreturn scores.softmax(dim=-1) @ v",
         "scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])\nif causal:\n"
         "    scores = scores.masked_fill(~torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).tril(), float('-inf'))\n"
         "if mask is not None:\n    scores = scores.masked_fill(~mask, float('-inf'))\nreturn scores.softmax(dim=-1) @ v",
@@ -168,6 +178,11 @@ WRONG_ANSWERS = {
         "return list(range(len(tokens)))",
         "out, word = [], -1\nfor token in tokens:\n    if not token.startswith('#'):\n        word += 1\n    out.append(word)\nreturn out"],
     "8.2": [  # pad_id ignored; types and mask padded with pad_id; types padded with the last type; positions 0..T-1
+        # right values, but the caller's rows padded in place
+        "for row in rows:\n    n = max(0, length - len(row['input_ids']))\n"
+        "    row['position_ids'] = [0] * n + list(range(len(row['input_ids'])))\n"
+        "    row['input_ids'][:0] = [pad_id] * n\n    row['token_type_ids'][:0] = [0] * n\n"
+        "    row['attention_mask'][:0] = [0] * n\nreturn rows",
         "out = []\nfor row in rows:\n    n = max(0, length - len(row['input_ids']))\n"
         "    out.append({'input_ids': [0] * n + row['input_ids'], 'token_type_ids': [0] * n + row['token_type_ids'],\n"
         "                'attention_mask': [0] * n + row['attention_mask'], 'position_ids': [0] * n + list(range(len(row['input_ids'])))})\n"

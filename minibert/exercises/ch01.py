@@ -35,8 +35,10 @@ def _without_layer_norm():
              (torch, "native_layer_norm", torch.native_layer_norm), (F, "group_norm", F.group_norm),
              (torch, "group_norm", torch.group_norm), (F, "instance_norm", F.instance_norm),
              (torch, "instance_norm", torch.instance_norm), (nn.LayerNorm, "forward", nn.LayerNorm.forward),
-             (nn.GroupNorm, "forward", nn.GroupNorm.forward)]
-    saved += [(torch.ops.aten, name, getattr(torch.ops.aten, name)) for name in ("layer_norm", "native_layer_norm")]
+             (nn.GroupNorm, "forward", nn.GroupNorm.forward), (F, "batch_norm", F.batch_norm),
+             (torch, "batch_norm", torch.batch_norm), (torch, "native_batch_norm", torch.native_batch_norm)]
+    saved += [(torch.ops.aten, name, getattr(torch.ops.aten, name))
+              for name in ("layer_norm", "native_layer_norm", "batch_norm", "native_batch_norm")]
     try:
         for owner, name, _ in saved:
             setattr(owner, name, refuse)
@@ -61,7 +63,7 @@ def check_layer_norm_2d(fn) -> None:
                 have = fn(x.clone(), weight, bias, eps)
         except _Forbidden:
             expect(False, "1.1", "your answer calls a ready-made normalisation (F.layer_norm, nn.LayerNorm, "
-                   "group_norm, instance_norm, native_layer_norm), which the exercise forbids.", "compute the mean and the biased variance over the last two dimensions yourself: "
+                   "group_norm, instance_norm, batch_norm, native_layer_norm), which the exercise forbids.", "compute the mean and the biased variance over the last two dimensions yourself: "
                    "x.mean(dim=(-2, -1), keepdim=True).")
         expect(have is not None, "1.1", "layer_norm_2d returned None.", "return the normalised tensor.")
         have = torch.as_tensor(have)

@@ -159,7 +159,8 @@ def _linear_params(n_in: int, n_out: int, bias: bool) -> int:
 
 def check_gated_width(fn) -> None:
     not_done(fn, "3.3")
-    for c, f in ((768, 3072), (1024, 4096), (12, 48), (36, 144)):
+    # (8, 32): 2CF + F + C = 552 = 3C * 23 exactly, so "floor + 1" overshoots there
+    for c, f in ((768, 3072), (1024, 4096), (12, 48), (36, 144), (8, 32)):
         bert = _linear_params(c, f, True) + _linear_params(f, c, True)
         per_unit = 2 * _linear_params(c, 1, False) + _linear_params(1, c, False)  # gate, up, down: one unit's share
         want = -(-bert // per_unit)  # the smallest whole width whose count reaches BERT's
@@ -173,6 +174,9 @@ def check_gated_width(fn) -> None:
             expect(have != want - 1, "3.3", f"gated_width({c}, {f}) = {have}: at that width the gated FFN has "
                    f"{3 * c * have:,} parameters, fewer than BERT's {bert:,}.", "round up (math.ceil), not down or to "
                    "the nearest.")
+            expect(have != want + 1, "3.3", f"gated_width({c}, {f}) = {have}: at width {want} the gated FFN "
+                   f"already has {3 * c * want:,} parameters, exactly BERT's {bert:,}.",
+                   "when the division is exact, ceil gives the quotient itself; floor + 1 overshoots.")
             expect(False, "3.3", f"gated_width({c}, {f}) = {have}, expected a different number.",
                    "solve 3 * C * F' >= 2 * C * F + F + C for the smallest whole F'.")
     passed("3.3")

@@ -42,6 +42,10 @@ def check_attention(fn) -> None:
     cases.append(("with causal=True and a padding mask", q[:2], k[:2], v[:2], both, True,
                   F.scaled_dot_product_attention(q[:2], k[:2], v[:2],
                                                  attn_mask=both & torch.ones(5, 5, dtype=torch.bool).tril())))
+    # causal and padding with an all-padding sequence: masks *added* twice (finfo.min + finfo.min = -inf) give NaN
+    want_all = torch.cat([cases[-1][-1], v[2:].mean(dim=-2, keepdim=True).expand(1, 2, 5, 4)])
+    cases.append(("with causal=True, a padding mask and a sequence that is all padding", q, k, v, mask, True,
+                  want_all))
     # the shortcuts the prompt forbids fail loudly, under any name the answer can reach them by
     with forbidding(fn, _sdpa_targets(), _forbidden_sdpa, named=("attention_probs",)):
         results = [fn(q, k, v, mask, causal) for _, q, k, v, mask, causal, _ in cases]

@@ -71,6 +71,9 @@ def check_pad_left(fn) -> None:
     have = fn(copies, length, pad_id)
     expect(isinstance(have, (list, tuple)) and len(have) == len(rows), "8.2",
            f"expected a list of {len(rows)} rows, got {have!r:.80}.", "return one padded dict per row.")
+    expect(copies == [{k: list(v) for k, v in row.items()} for row in rows], "8.2",
+           "pad_left changed the rows it was given (padding them in place): running the cell twice would pad twice.",
+           "build new lists, e.g. [pad_id] * n + row['input_ids'], and leave the input rows as they were.")
     for i, (h, w) in enumerate(zip(have, want)):
         expect(isinstance(h, dict) and set(h) == set(w), "8.2",
                f"row {i}: expected a dict with keys {sorted(w)}, got {h!r:.100}.",
