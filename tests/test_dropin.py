@@ -559,3 +559,173 @@ def test_head_output_in_the_old_order_is_refused():
         HeadOutput(logits, loss)
     out = HeadOutput(loss=loss, logits=logits)
     assert out[0] is loss and out[1] is logits and list(out) == ["loss", "logits"]
+
+
+# --------------------------------------------------------------------------------------- config keys that change behaviour
+
+def test_untied_masked_lm_folders_load_and_save_as_transformers(tmp_path):
+    """tie_word_embeddings=False: a decoder weight of its own and, as transformers, a separate V-sized bias."""
+    from minibert.params import count_parameters
+
+    theirs = save_hf("BertForMaskedLM", tmp_path / "hf", seed=5, tie_word_embeddings=False)
+    assert not torch.equal(theirs.cls.predictions.decoder.weight, theirs.bert.embeddings.word_embeddings.weight)
+    ours, info = BertForMaskedLM.from_pretrained(tmp_path / "hf", output_loading_info=True)
+    assert info["missing_keys"] == [] and info["unexpected_keys"] == []
+    assert ours.cls.predictions.decoder.weight is not ours.bert.embeddings.word_embeddings.weight
+    assert set(ours.state_dict()) == set(theirs.state_dict())
+    assert ours.num_parameters() == theirs.num_parameters() == sum(p.numel() for p in theirs.parameters())
+    c = our_config()  # chapter 07's count, plus the V-sized bias transformers keeps but never uses
+    assert ours.num_parameters() == count_parameters(c, head="mlm", tie_word_embeddings=False).total + c.vocab_size
+    b = batch()
+    with torch.no_grad():
+        assert max_diff(ours(**b), theirs(**b)) < 1e-5
+    ours.save_pretrained(tmp_path / "ours")
+    assert json.loads((tmp_path / "ours" / "config.json").read_text())["tie_word_embeddings"] is False
+    back = transformers.BertForMaskedLM.from_pretrained(tmp_path / "ours").eval()
+    with torch.no_grad():
+        assert max_diff(back(**b), theirs(**b)) < 1e-5
+    tied = randomize_(BertForMaskedLM(our_config()).eval(), seed=6)  # tied stays tied through a save
+    tied.save_pretrained(tmp_path / "tied")
+    again = transformers.BertForMaskedLM.from_pretrained(tmp_path / "tied").eval()
+    assert again.cls.predictions.decoder.weight is again.bert.embeddings.word_embeddings.weight
+    with torch.no_grad():
+        assert max_diff(again(**b), tied(**b)) < 1e-5
+    with pytest.raises(ValueError, match="tie_word_embeddings must be True or False, got 'no'"):
+        BertForMaskedLM(our_config(), tie_word_embeddings="no")
+
+
+@pytest.mark.parametrize("key", ["is_decoder", "add_cross_attention"])
+def test_decoder_configs_are_refused_naming_the_key(tmp_path, key):
+    save_hf("BertModel", tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, key: True}))
+    for load in (BertModel.from_pretrained, BertForMaskedLM.from_pretrained):
+        with pytest.raises(ValueError, match=f"{key}=True is not supported: .*transformers' BertLMHeadModel"):
+            load(tmp_path)
+    with pytest.raises(ValueError, match=f"{key}=True is not supported"):
+        BertConfig.from_dict({**TINY, key: True})
+    assert BertConfig.from_dict({**TINY, key: False}).ignored_keys == (key,)  # False: an encoder, as it is
+
+
+CLASSIFICATION_CASES = [  # (problem_type, num_labels, labels): transformers' choice when problem_type is None
+    (None, 1, torch.tensor([0.5, -1.0, 2.0])),
+    (None, 3, torch.tensor([2, 0, 1])),
+    (None, 3, torch.tensor([[2], [0], [1]])),
+    (None, 3, torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]])),
+    ("regression", 3, torch.tensor([[0.5, -1.0, 2.0], [1.0, 0.0, 0.3], [-2.0, 0.1, 0.0]])),
+    ("regression", 1, torch.tensor([0.5, -1.0, 2.0])),
+    ("single_label_classification", 3, torch.tensor([2, 0, 1])),
+    ("single_label_classification", 3, torch.tensor([[2], [0], [1]])),
+    ("multi_label_classification", 3, torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]])),
+]
+
+
+@pytest.mark.parametrize("problem_type, num_labels, labels", CLASSIFICATION_CASES)
+def test_problem_type_and_label_shapes_give_transformers_loss(tmp_path, problem_type, num_labels, labels):
+    theirs = save_hf("BertForSequenceClassification", tmp_path, seed=7, num_labels=num_labels, problem_type=problem_type)
+    ours = BertForSequenceClassification.from_pretrained(tmp_path)
+    assert ours.problem_type == problem_type
+    b = batch()
+    with torch.no_grad():
+        a, o = theirs(**b, labels=labels), ours(**b, labels=labels)
+    assert max_diff(o, a) < 1e-5 and abs(o.loss.item() - a.loss.item()) < 1e-5
+    ours.save_pretrained(tmp_path / "again")
+    assert json.loads((tmp_path / "again" / "config.json").read_text())["problem_type"] == problem_type
+    assert BertForSequenceClassification.from_pretrained(tmp_path / "again").problem_type == problem_type
+
+
+def test_int32_class_ids_give_the_loss_of_int64_ones(tmp_path):
+    """transformers picks single-label classification for int32 labels, then cross_entropy refuses them;
+    minibert converts them, giving the loss transformers gives the same ids as int64."""
+    theirs = save_hf("BertForSequenceClassification", tmp_path, seed=7, num_labels=3)
+    ours, b, labels = BertForSequenceClassification.from_pretrained(tmp_path), batch(), torch.tensor([2, 0, 1])
+    with torch.no_grad():
+        assert abs(ours(**b, labels=labels.int()).loss.item() - theirs(**b, labels=labels).loss.item()) < 1e-5
+
+
+def test_problem_type_is_checked():
+    with pytest.raises(ValueError, match=r"problem_type must be one of \[None, 'regression', .*got 'regresion'"):
+        BertForSequenceClassification(our_config(), num_labels=3, problem_type="regresion")
+    clf = BertForSequenceClassification(our_config(), num_labels=3, problem_type="single_label_classification")
+    with pytest.raises(ValueError, match="needs integer class ids, got torch.float32"):
+        clf(**batch(), labels=torch.tensor([0.0, 1.0, 2.0]))
+
+
+# --------------------------------------------------------------------------------------- shapes transformers broadcasts
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+def test_broadcast_ids_and_prepared_4d_masks_as_transformers(impl):
+    theirs, ours = pair("BertModel", impl)
+    b = batch()
+    ids, mask, T = b["input_ids"], b["attention_mask"], b["input_ids"].shape[1]
+    positions = torch.tensor([3, 1, 4, 1, 5, 9, 2])
+    additive = (1.0 - mask[:, None, None, :].float()) * torch.finfo(torch.float32).min  # (B, 1, 1, T)
+    square = additive.expand(-1, 1, T, T).clone()  # (B, 1, T, T)
+    square[0, 0, 2, 5] = torch.finfo(torch.float32).min  # a query-dependent mask, beyond padding
+    calls = [dict(input_ids=ids, position_ids=positions, token_type_ids=b["token_type_ids"]),  # (T,)
+             dict(input_ids=ids, token_type_ids=b["token_type_ids"][:1]),  # (1, T)
+             dict(input_ids=ids, attention_mask=additive), dict(input_ids=ids, attention_mask=square)]
+    if impl == "sdpa":  # a boolean 4-D mask goes straight to SDPA in both
+        calls.append(dict(input_ids=ids, attention_mask=mask[:, None, None, :].bool()))
+    with torch.no_grad():
+        for call in calls:
+            assert max_diff(ours(**call), theirs(**call)) < 1e-5, list(call)
+        assert max_diff(ours(ids, additive), ours(ids, mask)) < 1e-5  # the prepared mask means the 2-D one
+    with pytest.raises(ValueError, match=r"a 4-D attention_mask must have shape \(batch, 1, 1 or seq, seq\)"):
+        ours(ids, torch.zeros(3, 2, 1, T))
+
+
+def test_model_attributes_users_reach_for_match_transformers():
+    for name in ("BertModel", "BertForMaskedLM", "BertForSequenceClassification"):
+        theirs, ours = pair(name)
+        assert ours.device == theirs.device and ours.dtype == theirs.dtype == torch.float32
+        for model in (ours, theirs):  # something frozen, for only_trainable
+            model.get_input_embeddings().weight.requires_grad_(False)
+        for kw in ({}, {"only_trainable": True}, {"exclude_embeddings": True}):
+            assert ours.num_parameters(**kw) == theirs.num_parameters(**kw), (name, kw)
+        assert torch.equal(ours.get_input_embeddings().weight, theirs.get_input_embeddings().weight)
+        out_theirs = theirs.get_output_embeddings()
+        assert (ours.get_output_embeddings() is None) == (out_theirs is None)
+        if out_theirs is not None:
+            assert torch.equal(ours.get_output_embeddings().weight, out_theirs.weight)
+    assert ours.to(torch.float64).dtype == torch.float64
+
+
+# --------------------------------------------------------------------------------------- weaker spots: clear errors
+
+def test_weights_path_that_is_not_a_regular_file_is_a_value_error(tmp_path):
+    BertModel(our_config()).save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").unlink()
+    (tmp_path / "m" / "model.safetensors").mkdir()
+    with pytest.raises(ValueError, match="model.safetensors: is not a regular file"):
+        BertModel.from_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").rmdir()
+    os.mkfifo(tmp_path / "m" / "model.safetensors")
+    with pytest.raises(ValueError, match="model.safetensors: is not a regular file"):
+        BertModel.from_pretrained(tmp_path / "m")
+    with pytest.raises(ValueError, match="the path is empty"):
+        BertModel.from_pretrained("")
+
+
+def test_integer_weight_tensors_are_refused_naming_them(tmp_path):
+    randomize_(BertModel(our_config())).save_pretrained(tmp_path)
+    stored = load_file(tmp_path / "model.safetensors")
+    stored["embeddings.LayerNorm.weight"] = stored["embeddings.LayerNorm.weight"].to(torch.int32)
+    save_file(stored, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"weights must be floating-point tensors; nothing was loaded.\n  integer "
+                                         r"tensors \(1\): embeddings.LayerNorm.weight \(torch.int32\)"):
+        BertModel.from_pretrained(tmp_path)
+
+
+def test_inputs_embeds_of_another_dtype_is_a_value_error_naming_both():
+    ours = BertModel(our_config()).eval()
+    with pytest.raises(ValueError, match="inputs_embeds has dtype torch.float64 but the model's weights are torch.float32"):
+        ours(inputs_embeds=torch.zeros(1, 3, TINY["hidden_size"], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("cls", HEADS, ids=lambda c: c.__name__)
+def test_head_errors_name_the_head_class(cls):
+    with pytest.raises(ValueError, match=f"{cls.__name__} got an unexpected argument 'colour'"):
+        cls(our_config())(**batch(), colour=1)
+    with pytest.raises(ValueError, match=f"past_key_values is not supported by minibert's {cls.__name__}"):
+        cls(our_config())(**batch(), past_key_values=torch.zeros(1))
