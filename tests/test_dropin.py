@@ -691,6 +691,24 @@ def test_model_attributes_users_reach_for_match_transformers():
     assert ours.to(torch.float64).dtype == torch.float64
 
 
+def test_config_attributes_users_reach_for_match_transformers(tmp_path):
+    theirs = save_hf("BertForSequenceClassification", tmp_path, num_labels=3, problem_type="regression",
+                     id2label={0: "neg", 1: "neutral", 2: "pos"})
+    ours = BertForSequenceClassification.from_pretrained(tmp_path)
+    for attr in ("num_labels", "id2label", "problem_type", "model_type", "use_return_dict"):
+        assert getattr(ours.config, attr) == getattr(theirs.config, attr), attr
+    assert ours.config.label2id == {"neg": 0, "neutral": 1, "pos": 2}  # transformers 5 leaves it None unless given
+    assert ours.config.id2label[2] == "pos" and ours.bert.config.num_labels == 2  # the encoder's config is untouched
+    mine, hf = json.loads(ours.config.to_json_string()), json.loads(theirs.config.to_json_string())
+    assert all(mine[k] == hf[k] for k in mine if k in hf and k not in ("attn_implementation", "dtype"))
+    plain = BertConfig(**TINY)
+    assert (plain.num_labels, plain.id2label, plain.problem_type) == (2, transformers.BertConfig().id2label, None)
+    plain.num_labels = 4
+    assert plain.id2label == transformers.BertConfig(num_labels=4).id2label
+    with pytest.raises(ValueError, match="id2label must map the label numbers 0, 1, ... to names"):
+        plain.id2label = {1: "a"}
+
+
 # --------------------------------------------------------------------------------------- weaker spots: clear errors
 
 def test_weights_path_that_is_not_a_regular_file_is_a_value_error(tmp_path):
