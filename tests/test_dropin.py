@@ -92,6 +92,17 @@ def test_output_attentions_and_hidden_states_match_on_the_eager_path(name):
     assert len(o.attentions) == len(a.attentions) == TINY["num_hidden_layers"]
     assert len(o.hidden_states) == len(a.hidden_states) == TINY["num_hidden_layers"] + 1
     assert max_diff(o, a) < 1e-5
+    # sdpa: a deliberate difference. transformers 5 returns attentions == () there; minibert returns the
+    # probabilities its eager computation gives, equal to transformers' eager ones; everything else is the same
+    theirs_sdpa, ours_sdpa = pair(name, "sdpa")
+    with torch.no_grad():
+        a_sdpa = theirs_sdpa(**b, output_attentions=True, output_hidden_states=True)
+        o_sdpa = ours_sdpa(**b, output_attentions=True, output_hidden_states=True)
+    assert a_sdpa.attentions == () and len(o_sdpa.attentions) == TINY["num_hidden_layers"]
+    assert list(o_sdpa.keys()) == list(a_sdpa.keys())
+    assert max_diff(o_sdpa.attentions, a.attentions) < 1e-5
+    assert max_diff([v for k, v in o_sdpa.items() if k != "attentions"],
+                    [v for k, v in a_sdpa.items() if k != "attentions"]) < 1e-5
 
 
 @pytest.mark.parametrize("name", [cls.__name__ for cls in CLASSES])
@@ -325,6 +336,24 @@ def test_old_gamma_beta_names_load(tmp_path):
             assert max_diff(ours(**batch())[0], want) < 1e-5
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64])
+def test_float16_and_float64_load_save_and_run_as_transformers(tmp_path, dtype):
+    theirs = save_hf("BertModel", tmp_path / "hf", seed=8)
+    ours = BertModel.from_pretrained(tmp_path / "hf", dtype=dtype)
+    again = transformers.BertModel.from_pretrained(tmp_path / "hf", dtype=dtype).eval()
+    assert {p.dtype for p in ours.parameters()} == {dtype} and ours.dtype == again.dtype == dtype
+    b = batch()
+    with torch.no_grad():
+        o, a = ours(**b), again(**b)
+        assert o.last_hidden_state.dtype == dtype
+        assert max_diff(o, a) < (2e-2 if dtype == torch.float16 else 1e-10)  # same dtype, same numbers
+        assert max_diff(o, theirs(**b)) < (2e-2 if dtype == torch.float16 else 1e-5)  # close to float32
+    ours.save_pretrained(tmp_path / "ours")
+    assert json.loads((tmp_path / "ours" / "config.json").read_text())["dtype"] == str(dtype).removeprefix("torch.")
+    back = BertModel.from_pretrained(tmp_path / "ours")
+    assert back.dtype == dtype and all(torch.equal(x, y) for x, y in zip(back.parameters(), ours.parameters()))
+
+
 def test_dtype_options(tmp_path):
     ours = randomize_(BertModel(our_config()))
     ours.to(torch.bfloat16).save_pretrained(tmp_path)
@@ -437,6 +466,12 @@ def test_save_refuses_to_replace_files_it_did_not_write(tmp_path):
     randomize_(ours).save_pretrained(tmp_path / "m")  # its own earlier save it may replace
     assert torch.equal(load_file(tmp_path / "m" / "model.safetensors")["pooler.dense.bias"], ours.pooler.dense.bias.detach())
     assert (tmp_path / "m" / "vocab.txt").read_text() == "[PAD]\n"
+    save_hf("BertModel", tmp_path / "hf")  # a folder transformers wrote is left as it is
+    before = {p.name: p.read_bytes() for p in (tmp_path / "hf").iterdir()}
+    with pytest.raises(ValueError, match="already holds config.json and model.safetensors, which minibert did not "
+                                         "write; save into a new or empty folder"):
+        ours.save_pretrained(tmp_path / "hf")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "hf").iterdir()} == before
 
 
 def test_a_failed_save_leaves_everything_as_it_was(tmp_path, monkeypatch):
