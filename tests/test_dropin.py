@@ -642,6 +642,17 @@ def test_decoder_configs_are_refused_naming_the_key(tmp_path, key):
     assert BertConfig.from_dict({**TINY, key: False}).ignored_keys == (key,)  # False: an encoder, as it is
 
 
+@pytest.mark.parametrize("key, value", [("output_attentions", True), ("output_hidden_states", True),
+                                        ("return_dict", False)])
+def test_call_defaults_in_a_config_are_refused_naming_the_key(tmp_path, key, value):
+    """transformers reads these as every call's default; minibert refuses them rather than ignore them."""
+    save_hf("BertModel", tmp_path, **{key: value})
+    assert getattr(transformers.BertConfig.from_pretrained(tmp_path), key) == value
+    with pytest.raises(ValueError, match=f"{key}={value!r} in a config is not supported: pass {key}= to each call"):
+        BertModel.from_pretrained(tmp_path)
+    assert BertConfig.from_dict({**TINY, key: not value}).ignored_keys == (key,)  # the default: nothing changes
+
+
 CLASSIFICATION_CASES = [  # (problem_type, num_labels, labels): transformers' choice when problem_type is None
     (None, 1, torch.tensor([0.5, -1.0, 2.0])),
     (None, 3, torch.tensor([2, 0, 1])),
