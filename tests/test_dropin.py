@@ -687,6 +687,11 @@ def test_int32_class_ids_give_the_loss_of_int64_ones(tmp_path):
     ours, b, labels = BertForSequenceClassification.from_pretrained(tmp_path), batch(), torch.tensor([2, 0, 1])
     with torch.no_grad():
         assert abs(ours(**b, labels=labels.int()).loss.item() - theirs(**b, labels=labels).loss.item()) < 1e-5
+    theirs = save_hf("BertForMaskedLM", tmp_path / "mlm", seed=7)  # the same for masked-LM labels
+    ours, mlm_labels = BertForMaskedLM.from_pretrained(tmp_path / "mlm"), torch.full_like(b["input_ids"], -100)
+    mlm_labels[:, 2] = b["input_ids"][:, 2]
+    with torch.no_grad():
+        assert abs(ours(**b, labels=mlm_labels.int()).loss.item() - theirs(**b, labels=mlm_labels).loss.item()) < 1e-5
 
 
 def test_problem_type_is_checked():
