@@ -92,6 +92,17 @@ def test_output_attentions_and_hidden_states_match_on_the_eager_path(name):
     assert len(o.attentions) == len(a.attentions) == TINY["num_hidden_layers"]
     assert len(o.hidden_states) == len(a.hidden_states) == TINY["num_hidden_layers"] + 1
     assert max_diff(o, a) < 1e-5
+    # sdpa: a deliberate difference. transformers 5 returns attentions == () there; minibert returns the
+    # probabilities its eager computation gives, equal to transformers' eager ones; everything else is the same
+    theirs_sdpa, ours_sdpa = pair(name, "sdpa")
+    with torch.no_grad():
+        a_sdpa = theirs_sdpa(**b, output_attentions=True, output_hidden_states=True)
+        o_sdpa = ours_sdpa(**b, output_attentions=True, output_hidden_states=True)
+    assert a_sdpa.attentions == () and len(o_sdpa.attentions) == TINY["num_hidden_layers"]
+    assert list(o_sdpa.keys()) == list(a_sdpa.keys())
+    assert max_diff(o_sdpa.attentions, a.attentions) < 1e-5
+    assert max_diff([v for k, v in o_sdpa.items() if k != "attentions"],
+                    [v for k, v in a_sdpa.items() if k != "attentions"]) < 1e-5
 
 
 @pytest.mark.parametrize("name", [cls.__name__ for cls in CLASSES])
@@ -196,13 +207,22 @@ def base_of(model):
 def test_any_transformers_folder_loads_into_a_bare_model_dropping_the_head_with_a_report(tmp_path, name):
     theirs = save_hf(name, tmp_path)
     ours, info = BertModel.from_pretrained(tmp_path, output_loading_info=True)
+    reloaded, their_info = transformers.BertModel.from_pretrained(tmp_path, output_loading_info=True)
     head_keys = sorted(k for k in load_file(tmp_path / "model.safetensors") if not k.startswith("bert."))
     assert sorted(info["unexpected_keys"]) == (head_keys if name != "BertModel" else [])
-    assert info["missing_keys"] == [] and not ours.training
+    # a folder without a pooler (a masked-LM's): a fresh pooler, listed as missing, as transformers does
+    assert sorted(info["missing_keys"]) == sorted(their_info["missing_keys"]) and not ours.training
+    assert ours.pooler is not None
     b = batch()
     with torch.no_grad():
-        assert max_diff(ours(**b), base_of(theirs)(**b)) < 1e-5  # pooler included exactly when the folder has one
-    assert (ours.pooler is None) == (base_of(theirs).pooler is None)
+        a, o = base_of(theirs)(**b), ours(**b)
+        assert max_diff(o.last_hidden_state, a.last_hidden_state) < 1e-5
+        if base_of(theirs).pooler is not None:
+            assert max_diff(o, a) < 1e-5
+        else:  # both fresh: equal after copying transformers' fresh pooler over
+            assert o.pooler_output is not None and o.pooler_output.shape == reloaded(**b).pooler_output.shape
+            ours.pooler.load_state_dict(reloaded.pooler.state_dict())
+            assert max_diff(ours(**b), reloaded(**b)) < 1e-5
 
 
 @pytest.mark.parametrize("name", HF_CLASSES)
@@ -314,6 +334,24 @@ def test_old_gamma_beta_names_load(tmp_path):
         with torch.no_grad():
             want = theirs(**batch()).logits if cls is BertForMaskedLM else theirs.bert(**batch()).last_hidden_state
             assert max_diff(ours(**batch())[0], want) < 1e-5
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64])
+def test_float16_and_float64_load_save_and_run_as_transformers(tmp_path, dtype):
+    theirs = save_hf("BertModel", tmp_path / "hf", seed=8)
+    ours = BertModel.from_pretrained(tmp_path / "hf", dtype=dtype)
+    again = transformers.BertModel.from_pretrained(tmp_path / "hf", dtype=dtype).eval()
+    assert {p.dtype for p in ours.parameters()} == {dtype} and ours.dtype == again.dtype == dtype
+    b = batch()
+    with torch.no_grad():
+        o, a = ours(**b), again(**b)
+        assert o.last_hidden_state.dtype == dtype
+        assert max_diff(o, a) < (2e-2 if dtype == torch.float16 else 1e-10)  # same dtype, same numbers
+        assert max_diff(o, theirs(**b)) < (2e-2 if dtype == torch.float16 else 1e-5)  # close to float32
+    ours.save_pretrained(tmp_path / "ours")
+    assert json.loads((tmp_path / "ours" / "config.json").read_text())["dtype"] == str(dtype).removeprefix("torch.")
+    back = BertModel.from_pretrained(tmp_path / "ours")
+    assert back.dtype == dtype and all(torch.equal(x, y) for x, y in zip(back.parameters(), ours.parameters()))
 
 
 def test_dtype_options(tmp_path):
@@ -428,6 +466,12 @@ def test_save_refuses_to_replace_files_it_did_not_write(tmp_path):
     randomize_(ours).save_pretrained(tmp_path / "m")  # its own earlier save it may replace
     assert torch.equal(load_file(tmp_path / "m" / "model.safetensors")["pooler.dense.bias"], ours.pooler.dense.bias.detach())
     assert (tmp_path / "m" / "vocab.txt").read_text() == "[PAD]\n"
+    save_hf("BertModel", tmp_path / "hf")  # a folder transformers wrote is left as it is
+    before = {p.name: p.read_bytes() for p in (tmp_path / "hf").iterdir()}
+    with pytest.raises(ValueError, match="already holds config.json and model.safetensors, which minibert did not "
+                                         "write; save into a new or empty folder"):
+        ours.save_pretrained(tmp_path / "hf")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "hf").iterdir()} == before
 
 
 def test_a_failed_save_leaves_everything_as_it_was(tmp_path, monkeypatch):
@@ -550,3 +594,207 @@ def test_head_output_in_the_old_order_is_refused():
         HeadOutput(logits, loss)
     out = HeadOutput(loss=loss, logits=logits)
     assert out[0] is loss and out[1] is logits and list(out) == ["loss", "logits"]
+
+
+# --------------------------------------------------------------------------------------- config keys that change behaviour
+
+def test_untied_masked_lm_folders_load_and_save_as_transformers(tmp_path):
+    """tie_word_embeddings=False: a decoder weight of its own and, as transformers, a separate V-sized bias."""
+    from minibert.params import count_parameters
+
+    theirs = save_hf("BertForMaskedLM", tmp_path / "hf", seed=5, tie_word_embeddings=False)
+    assert not torch.equal(theirs.cls.predictions.decoder.weight, theirs.bert.embeddings.word_embeddings.weight)
+    ours, info = BertForMaskedLM.from_pretrained(tmp_path / "hf", output_loading_info=True)
+    assert info["missing_keys"] == [] and info["unexpected_keys"] == []
+    assert ours.cls.predictions.decoder.weight is not ours.bert.embeddings.word_embeddings.weight
+    assert set(ours.state_dict()) == set(theirs.state_dict())
+    assert ours.num_parameters() == theirs.num_parameters() == sum(p.numel() for p in theirs.parameters())
+    c = our_config()  # chapter 07's count, plus the V-sized bias transformers keeps but never uses
+    assert ours.num_parameters() == count_parameters(c, head="mlm", tie_word_embeddings=False).total + c.vocab_size
+    b = batch()
+    with torch.no_grad():
+        assert max_diff(ours(**b), theirs(**b)) < 1e-5
+    ours.save_pretrained(tmp_path / "ours")
+    assert json.loads((tmp_path / "ours" / "config.json").read_text())["tie_word_embeddings"] is False
+    back = transformers.BertForMaskedLM.from_pretrained(tmp_path / "ours").eval()
+    with torch.no_grad():
+        assert max_diff(back(**b), theirs(**b)) < 1e-5
+    tied = randomize_(BertForMaskedLM(our_config()).eval(), seed=6)  # tied stays tied through a save
+    tied.save_pretrained(tmp_path / "tied")
+    again = transformers.BertForMaskedLM.from_pretrained(tmp_path / "tied").eval()
+    assert again.cls.predictions.decoder.weight is again.bert.embeddings.word_embeddings.weight
+    with torch.no_grad():
+        assert max_diff(again(**b), tied(**b)) < 1e-5
+    with pytest.raises(ValueError, match="tie_word_embeddings must be True or False, got 'no'"):
+        BertForMaskedLM(our_config(), tie_word_embeddings="no")
+
+
+@pytest.mark.parametrize("key", ["is_decoder", "add_cross_attention"])
+def test_decoder_configs_are_refused_naming_the_key(tmp_path, key):
+    save_hf("BertModel", tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, key: True}))
+    for load in (BertModel.from_pretrained, BertForMaskedLM.from_pretrained):
+        with pytest.raises(ValueError, match=f"{key}=True is not supported: .*transformers' BertLMHeadModel"):
+            load(tmp_path)
+    with pytest.raises(ValueError, match=f"{key}=True is not supported"):
+        BertConfig.from_dict({**TINY, key: True})
+    assert BertConfig.from_dict({**TINY, key: False}).ignored_keys == (key,)  # False: an encoder, as it is
+
+
+@pytest.mark.parametrize("key, value", [("output_attentions", True), ("output_hidden_states", True),
+                                        ("return_dict", False)])
+def test_call_defaults_in_a_config_are_refused_naming_the_key(tmp_path, key, value):
+    """transformers reads these as every call's default; minibert refuses them rather than ignore them."""
+    save_hf("BertModel", tmp_path, **{key: value})
+    assert getattr(transformers.BertConfig.from_pretrained(tmp_path), key) == value
+    with pytest.raises(ValueError, match=f"{key}={value!r} in a config is not supported: pass {key}= to each call"):
+        BertModel.from_pretrained(tmp_path)
+    assert BertConfig.from_dict({**TINY, key: not value}).ignored_keys == (key,)  # the default: nothing changes
+
+
+CLASSIFICATION_CASES = [  # (problem_type, num_labels, labels): transformers' choice when problem_type is None
+    (None, 1, torch.tensor([0.5, -1.0, 2.0])),
+    (None, 3, torch.tensor([2, 0, 1])),
+    (None, 3, torch.tensor([[2], [0], [1]])),
+    (None, 3, torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]])),
+    ("regression", 3, torch.tensor([[0.5, -1.0, 2.0], [1.0, 0.0, 0.3], [-2.0, 0.1, 0.0]])),
+    ("regression", 1, torch.tensor([0.5, -1.0, 2.0])),
+    ("single_label_classification", 3, torch.tensor([2, 0, 1])),
+    ("single_label_classification", 3, torch.tensor([[2], [0], [1]])),
+    ("multi_label_classification", 3, torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]])),
+]
+
+
+@pytest.mark.parametrize("problem_type, num_labels, labels", CLASSIFICATION_CASES)
+def test_problem_type_and_label_shapes_give_transformers_loss(tmp_path, problem_type, num_labels, labels):
+    theirs = save_hf("BertForSequenceClassification", tmp_path, seed=7, num_labels=num_labels, problem_type=problem_type)
+    ours = BertForSequenceClassification.from_pretrained(tmp_path)
+    assert ours.problem_type == problem_type
+    b = batch()
+    with torch.no_grad():
+        a, o = theirs(**b, labels=labels), ours(**b, labels=labels)
+    assert max_diff(o, a) < 1e-5 and abs(o.loss.item() - a.loss.item()) < 1e-5
+    ours.save_pretrained(tmp_path / "again")
+    assert json.loads((tmp_path / "again" / "config.json").read_text())["problem_type"] == problem_type
+    assert BertForSequenceClassification.from_pretrained(tmp_path / "again").problem_type == problem_type
+
+
+def test_int32_class_ids_give_the_loss_of_int64_ones(tmp_path):
+    """transformers picks single-label classification for int32 labels, then cross_entropy refuses them;
+    minibert converts them, giving the loss transformers gives the same ids as int64."""
+    theirs = save_hf("BertForSequenceClassification", tmp_path, seed=7, num_labels=3)
+    ours, b, labels = BertForSequenceClassification.from_pretrained(tmp_path), batch(), torch.tensor([2, 0, 1])
+    with torch.no_grad():
+        assert abs(ours(**b, labels=labels.int()).loss.item() - theirs(**b, labels=labels).loss.item()) < 1e-5
+    theirs = save_hf("BertForMaskedLM", tmp_path / "mlm", seed=7)  # the same for masked-LM labels
+    ours, mlm_labels = BertForMaskedLM.from_pretrained(tmp_path / "mlm"), torch.full_like(b["input_ids"], -100)
+    mlm_labels[:, 2] = b["input_ids"][:, 2]
+    with torch.no_grad():
+        assert abs(ours(**b, labels=mlm_labels.int()).loss.item() - theirs(**b, labels=mlm_labels).loss.item()) < 1e-5
+
+
+def test_problem_type_is_checked():
+    with pytest.raises(ValueError, match=r"problem_type must be one of \[None, 'regression', .*got 'regresion'"):
+        BertForSequenceClassification(our_config(), num_labels=3, problem_type="regresion")
+    clf = BertForSequenceClassification(our_config(), num_labels=3, problem_type="single_label_classification")
+    with pytest.raises(ValueError, match="needs integer class ids, got torch.float32"):
+        clf(**batch(), labels=torch.tensor([0.0, 1.0, 2.0]))
+
+
+# --------------------------------------------------------------------------------------- shapes transformers broadcasts
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+def test_broadcast_ids_and_prepared_4d_masks_as_transformers(impl):
+    theirs, ours = pair("BertModel", impl)
+    b = batch()
+    ids, mask, T = b["input_ids"], b["attention_mask"], b["input_ids"].shape[1]
+    positions = torch.tensor([3, 1, 4, 1, 5, 9, 2])
+    additive = (1.0 - mask[:, None, None, :].float()) * torch.finfo(torch.float32).min  # (B, 1, 1, T)
+    square = additive.expand(-1, 1, T, T).clone()  # (B, 1, T, T)
+    square[0, 0, 2, 5] = torch.finfo(torch.float32).min  # a query-dependent mask, beyond padding
+    calls = [dict(input_ids=ids, position_ids=positions, token_type_ids=b["token_type_ids"]),  # (T,)
+             dict(input_ids=ids, token_type_ids=b["token_type_ids"][:1]),  # (1, T)
+             dict(input_ids=ids, attention_mask=additive), dict(input_ids=ids, attention_mask=square)]
+    if impl == "sdpa":  # a boolean 4-D mask goes straight to SDPA in both
+        calls.append(dict(input_ids=ids, attention_mask=mask[:, None, None, :].bool()))
+    with torch.no_grad():
+        for call in calls:
+            assert max_diff(ours(**call), theirs(**call)) < 1e-5, list(call)
+        assert max_diff(ours(ids, additive), ours(ids, mask)) < 1e-5  # the prepared mask means the 2-D one
+    with pytest.raises(ValueError, match=r"a 4-D attention_mask must have shape \(batch, 1, 1 or seq, seq\)"):
+        ours(ids, torch.zeros(3, 2, 1, T))
+
+
+def test_model_attributes_users_reach_for_match_transformers():
+    for name in ("BertModel", "BertForMaskedLM", "BertForSequenceClassification"):
+        theirs, ours = pair(name)
+        assert ours.device == theirs.device and ours.dtype == theirs.dtype == torch.float32
+        for model in (ours, theirs):  # something frozen, for only_trainable
+            model.get_input_embeddings().weight.requires_grad_(False)
+        for kw in ({}, {"only_trainable": True}, {"exclude_embeddings": True}):
+            assert ours.num_parameters(**kw) == theirs.num_parameters(**kw), (name, kw)
+        assert torch.equal(ours.get_input_embeddings().weight, theirs.get_input_embeddings().weight)
+        out_theirs = theirs.get_output_embeddings()
+        assert (ours.get_output_embeddings() is None) == (out_theirs is None)
+        if out_theirs is not None:
+            assert torch.equal(ours.get_output_embeddings().weight, out_theirs.weight)
+    assert ours.to(torch.float64).dtype == torch.float64
+
+
+def test_config_attributes_users_reach_for_match_transformers(tmp_path):
+    theirs = save_hf("BertForSequenceClassification", tmp_path, num_labels=3, problem_type="regression",
+                     id2label={0: "neg", 1: "neutral", 2: "pos"})
+    ours = BertForSequenceClassification.from_pretrained(tmp_path)
+    for attr in ("num_labels", "id2label", "problem_type", "model_type", "use_return_dict"):
+        assert getattr(ours.config, attr) == getattr(theirs.config, attr), attr
+    assert ours.config.label2id == {"neg": 0, "neutral": 1, "pos": 2}  # transformers 5 leaves it None unless given
+    assert ours.config.id2label[2] == "pos" and ours.bert.config.num_labels == 2  # the encoder's config is untouched
+    mine, hf = json.loads(ours.config.to_json_string()), json.loads(theirs.config.to_json_string())
+    assert all(mine[k] == hf[k] for k in mine if k in hf and k not in ("attn_implementation", "dtype"))
+    plain = BertConfig(**TINY)
+    assert (plain.num_labels, plain.id2label, plain.problem_type) == (2, transformers.BertConfig().id2label, None)
+    plain.num_labels = 4
+    assert plain.id2label == transformers.BertConfig(num_labels=4).id2label
+    with pytest.raises(ValueError, match="id2label must map the label numbers 0, 1, ... to names"):
+        plain.id2label = {1: "a"}
+
+
+# --------------------------------------------------------------------------------------- weaker spots: clear errors
+
+def test_weights_path_that_is_not_a_regular_file_is_a_value_error(tmp_path):
+    BertModel(our_config()).save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").unlink()
+    (tmp_path / "m" / "model.safetensors").mkdir()
+    with pytest.raises(ValueError, match="model.safetensors: is not a regular file"):
+        BertModel.from_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").rmdir()
+    os.mkfifo(tmp_path / "m" / "model.safetensors")
+    with pytest.raises(ValueError, match="model.safetensors: is not a regular file"):
+        BertModel.from_pretrained(tmp_path / "m")
+    with pytest.raises(ValueError, match="the path is empty"):
+        BertModel.from_pretrained("")
+
+
+def test_integer_weight_tensors_are_refused_naming_them(tmp_path):
+    randomize_(BertModel(our_config())).save_pretrained(tmp_path)
+    stored = load_file(tmp_path / "model.safetensors")
+    stored["embeddings.LayerNorm.weight"] = stored["embeddings.LayerNorm.weight"].to(torch.int32)
+    save_file(stored, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"weights must be floating-point tensors; nothing was loaded.\n  integer "
+                                         r"tensors \(1\): embeddings.LayerNorm.weight \(torch.int32\)"):
+        BertModel.from_pretrained(tmp_path)
+
+
+def test_inputs_embeds_of_another_dtype_is_a_value_error_naming_both():
+    ours = BertModel(our_config()).eval()
+    with pytest.raises(ValueError, match="inputs_embeds has dtype torch.float64 but the model's weights are torch.float32"):
+        ours(inputs_embeds=torch.zeros(1, 3, TINY["hidden_size"], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("cls", HEADS, ids=lambda c: c.__name__)
+def test_head_errors_name_the_head_class(cls):
+    with pytest.raises(ValueError, match=f"{cls.__name__} got an unexpected argument 'colour'"):
+        cls(our_config())(**batch(), colour=1)
+    with pytest.raises(ValueError, match=f"past_key_values is not supported by minibert's {cls.__name__}"):
+        cls(our_config())(**batch(), past_key_values=torch.zeros(1))
