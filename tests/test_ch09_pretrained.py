@@ -446,5 +446,7 @@ def test_chapter_08_tokenizer_gives_the_same_tensors_and_embeddings_as_the_fast_
         a, b = encode_texts(tokenizer, texts, pairs), encode_texts(ours, texts, pairs)
         assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a), texts
     assert encode_texts(ours, ["word " * 600])["input_ids"].shape == (1, 512)
+    bare = BertTokenizer.from_file(FOLDER / "vocab.txt")  # no tokenizer_config.json: no model_max_length
+    assert encode_texts(bare, ["word " * 600])["input_ids"].shape == (1, 512)  # still BERT's 512 positions
     model = model_pair("sdpa")[0]
     assert torch.equal(embed_sentences(model, tokenizer, TOKENIZER_TEXTS), embed_sentences(model, ours, TOKENIZER_TEXTS))
