@@ -231,18 +231,34 @@ flat = x.reshape(1, -1, T * C)
         "return (sorted(k for k in found if k not in expected), sorted(k for k in expected if k not in found),\n"
         "        sorted(k for k in expected if k in found and expected[k].shape != found[k].shape))",
         "return sorted(k for k in expected if k not in found), sorted(k for k in found if k not in expected), []"],
-    "11.1": [  # shares of all positions instead of the chosen ones; "kept" counted over unchosen positions too
+    "11.1": [  # shares of all positions instead of the chosen ones; "kept" counted over unchosen positions too;
+        # the first batch's answer hard-coded; the mask id hard-coded to 4
         "chosen = labels != -100\nm = int((inputs[chosen] == mask_token_id).sum()) / labels.numel()\n"
         "k = int((inputs[chosen] == original[chosen]).sum()) / labels.numel()\nreturn m, 1 - m - k, k",
         "chosen = labels != -100\nm = (inputs[chosen] == mask_token_id).float().mean().item()\n"
-        "k = (inputs == original).float().mean().item()\nreturn m, 1 - m - k, k"],
-    "11.2": [  # the d2l-en#2582 bug (every position counted); a sum instead of a mean
-        "return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.clamp(min=0).reshape(-1))",
-        "keep = labels != -100\nreturn -torch.log_softmax(logits[keep], -1).gather(1, labels[keep][:, None]).sum()"],
-    "11.3": [  # decay measured from step 0; warm-up off by one
-        "if step < warmup_steps:\n    return peak * step / warmup_steps\nreturn peak * max(0.0, (total_steps - step) / total_steps)",
-        "if step < warmup_steps:\n    return peak * (step + 1) / warmup_steps\n"
-        "return peak * max(0.0, (total_steps - step) / (total_steps - warmup_steps))"],
+        "k = (inputs == original).float().mean().item()\nreturn m, 1 - m - k, k",
+        "return 0.6, 0.3, 0.1",
+        "chosen = labels != -100\nm = (inputs[chosen] == 4).float().mean().item()\n"
+        "k = (inputs[chosen] == original[chosen]).float().mean().item()\nreturn m, 1.0 - m - k, k"],
+    "11.2": [  # the d2l-en#2582 kind of bug (every position counted); a sum instead of a mean; the forbidden
+        # library losses (plain F.cross_entropy already ignores -100; nn.CrossEntropyLoss)
+        "return -torch.log_softmax(logits, -1).gather(-1, labels.clamp(min=0)[..., None]).mean()",
+        "keep = labels != -100\nreturn -torch.log_softmax(logits[keep], -1).gather(1, labels[keep][:, None]).sum()",
+        "return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))",
+        "return torch.nn.CrossEntropyLoss()(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))"],
+    "11.3": [  # BERT's linear decay (shown in the chapter); cosine over the whole run, ignoring the warm-up;
+        # a full cosine cycle; transformers' own schedule (forbidden)
+        "if step < warmup_steps:\n    return peak * step / warmup_steps\n"
+        "return peak * max(0.0, (total_steps - step) / (total_steps - warmup_steps))",
+        "if step < warmup_steps:\n    return peak * step / warmup_steps\n"
+        "return peak * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))",
+        "if step < warmup_steps:\n    return peak * step / warmup_steps\n"
+        "progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)\n"
+        "return peak * 0.5 * (1.0 + math.cos(2 * math.pi * progress))",
+        "from transformers import get_cosine_schedule_with_warmup\n"
+        "opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=peak)\n"
+        "sched = get_cosine_schedule_with_warmup(opt, warmup_steps, total_steps)\n"
+        "return peak * sched.lr_lambdas[0](step)"],
 }
 
 

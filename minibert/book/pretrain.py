@@ -32,10 +32,10 @@ MARKER = ".minibert-pretrain-run"
 CORPORA = ("zh", "reviews", "peoples-daily")
 # The options that define a run: a resumed run must be given the same values (or none).
 RUN_OPTIONS = ("config", "corpus", "steps", "batch_size", "seq_len", "lr", "warmup", "weight_decay",
-               "max_grad_norm", "seed", "save_every", "mlm_probability", "vocab", "min_count")
+               "max_grad_norm", "seed", "save_every", "mlm_probability", "vocab", "min_count", "eval_examples")
 DEFAULTS = {"config": "bert-mini", "corpus": "zh", "steps": 1000, "batch_size": 32, "seq_len": 128, "lr": 1e-3,
             "warmup": None, "weight_decay": 0.01, "max_grad_norm": 1.0, "seed": 0, "save_every": 200,
-            "mlm_probability": 0.15, "vocab": None, "min_count": 3}
+            "mlm_probability": 0.15, "vocab": None, "min_count": 3, "eval_examples": 256}
 
 
 class PretrainError(Exception):
@@ -63,7 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--stop-after", type=int, help="stop (with a checkpoint) after this many steps of this "
                    "invocation; --resume continues")
-    p.add_argument("--eval-examples", type=int, default=256,
+    p.add_argument("--eval-examples", type=int,
                    help="held-out sequences scored at each checkpoint (default: 256; 0: none)")
     p.add_argument("--threads", type=int, help="torch CPU threads per process (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -83,6 +83,8 @@ def resolve_settings(args: argparse.Namespace, saved: dict | None) -> dict:
     """The run's settings: the saved ones on --resume (explicit options must agree), else options + defaults."""
     given = {k: getattr(args, k) for k in RUN_OPTIONS if getattr(args, k) is not None}
     if saved is not None:
+        if "eval_examples" not in saved:  # a run saved before --eval-examples was a run option: take today's value
+            saved = {**saved, "eval_examples": given.get("eval_examples", DEFAULTS["eval_examples"])}
         differ = {k: (v, saved.get(k)) for k, v in given.items() if v != saved.get(k)}
         if differ:
             k, (v, s) = next(iter(differ.items()))
@@ -92,6 +94,7 @@ def resolve_settings(args: argparse.Namespace, saved: dict | None) -> dict:
     s = {**DEFAULTS, **given}
     for name in ("steps", "batch_size", "seq_len", "save_every", "min_count"):
         _positive(name, s[name])
+    _positive("eval_examples", s["eval_examples"], allow_zero=True)
     if s["warmup"] is None:
         s["warmup"] = s["steps"] // 10
     _positive("warmup", s["warmup"], allow_zero=True)
@@ -211,14 +214,27 @@ def prepare_out(out: Path, resume: bool) -> Path | None:
             if stale.is_dir() and os.environ.get("RANK", "0") == "0":
                 shutil.rmtree(stale)
         if last is None:
-            raise PretrainError(f"--resume: {str(out)!r} holds no complete checkpoint yet")
+            raise PretrainError(f"--resume: {str(out)!r} holds no complete checkpoint yet (the run stopped before its "
+                                f"first save); run the same command without --resume to start it afresh there")
         return last
+    if ours and _only_a_run_start(out):  # killed before its first checkpoint: nothing to resume, start afresh
+        if os.environ.get("RANK", "0") == "0":
+            for stale in out.glob(".tmp-checkpoint-*"):
+                shutil.rmtree(stale)
+        return None
     if ours:
         raise PretrainError(f"--out {str(out)!r} already holds a run; add --resume to continue it, or pick a new folder")
     if out.exists() and any(out.iterdir()):
         raise PretrainError(f"--out {str(out)!r} is a non-empty folder that is not a minibert pretrain run; "
                             f"refusing to write into it (pick a new or empty folder)")
     return None
+
+
+def _only_a_run_start(out: Path) -> bool:
+    """True if `out` holds nothing but what a run writes before its first checkpoint: the marker and
+    unfinished `.tmp-checkpoint-N/` folders (a save cut short)."""
+    return all(p.name == MARKER or (p.is_dir() and not p.is_symlink() and re.fullmatch(r"\.tmp-checkpoint-\d+", p.name))
+               for p in out.iterdir())
 
 
 def latest_checkpoint(out: Path) -> Path | None:
@@ -376,7 +392,6 @@ def train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.stop_after is not None:
         _positive("stop_after", args.stop_after)
-    _positive("eval_examples", args.eval_examples, allow_zero=True)
     resume_from = prepare_out(out, args.resume)
     saved = json.loads((resume_from / "trainer_state.json").read_text(encoding="utf-8")) if resume_from else None
     s = resolve_settings(args, saved["settings"] if saved else None)
@@ -432,8 +447,8 @@ def train(args: argparse.Namespace) -> int:
             loss_module, device_ids=[local_rank] if device.type == "cuda" else None)
     local = s["batch_size"] // world
     held_batch = None
-    if args.eval_examples and held_ids and len(held_ids) >= 2 and any(len(d) >= 2 for d in held_ids):
-        held_batch = make_batch(held_ids, example_seeds(s["seed"] + 1, -1, args.eval_examples), s["seq_len"],
+    if s["eval_examples"] and held_ids and len(held_ids) >= 2 and any(len(d) >= 2 for d in held_ids):
+        held_batch = make_batch(held_ids, example_seeds(s["seed"] + 1, -1, s["eval_examples"]), s["seq_len"],
                                 len(vocab), mlm_probability=s["mlm_probability"])
         held_batch = {k: v.to(device) for k, v in held_batch.items()}
     first, last = state["step"], s["steps"]
