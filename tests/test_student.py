@@ -79,9 +79,7 @@ WRONG_ANSWERS = {
             "mean = x.mean(dim=(-2, -1), keepdim=True)\nvar = ((x - mean) ** 2).mean(dim=(-2, -1), keepdim=True)\n"
             "return (x - mean) / torch.sqrt(var + 1e-5) * weight + bias",  # eps typed in
             # batch norm over one "batch" of every token's T*C numbers: a ready-made normalisation too
-            "T, C = x.shape[-2:]
-flat = x.reshape(1, -1, T * C)
-"
+            "T, C = x.shape[-2:]\nflat = x.reshape(1, -1, T * C)\n"
             "return F.batch_norm(flat, None, None, training=True, eps=eps).reshape(x.shape) * weight + bias"],
     "1.2": ["return norm(x + dropout(sublayer(x)))",  # post-LN, BERT's order
             "return x + sublayer(norm(x))",  # dropout forgotten
