@@ -101,9 +101,11 @@ def write_stamp(fingerprint_: str) -> None:
 
 
 def main() -> int:
-    if sys.version_info[:2] != (3, 11):
-        print(f"minibert needs Python 3.11 for its set-up; this is {sys.version.split()[0]} "
-              f"({sys.executable}). Set PYTHON=/path/to/python3.11 when calling make.", file=sys.stderr)
+    if sys.version_info[:2] != (3, 11) or sys.version_info < (3, 11, 5):
+        # 3.11.5 or newer: constraints.txt pins packages (soupsieve 4.1.3, for one) that require it.
+        print(f"minibert needs Python 3.11.5 or a newer 3.11 for its set-up (constraints.txt pins packages that "
+              f"require it); this is {sys.version.split()[0]} ({sys.executable}). Set "
+              f"PYTHON=/path/to/python3.11 when calling make.", file=sys.stderr)
         return 2
     want = fingerprint()
     if venv_works():

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import re
+import sys
 import tomllib
 from pathlib import Path
 
@@ -158,3 +159,22 @@ def test_setup_uses_the_constraints_and_refreshes_a_moved_checkout(tmp_path, mon
     assert json.loads(stamp.read_text()) == {"fingerprint": want, "root": str(ROOT)}
     calls.clear()
     assert setup_env.main() == 0 and calls == []  # up to date now: nothing to install
+
+
+def test_setup_refuses_a_python_older_than_the_pins_need(monkeypatch, capsys):
+    """constraints.txt pins packages that need Python >= 3.11.5 (Debian 12's python3.11 is 3.11.2): the set-up
+    says so and what to do, before it creates anything, instead of failing inside pip's resolver."""
+    import types
+
+    spec = importlib.util.spec_from_file_location("setup_env_old_python", ROOT / "scripts" / "setup_env.py")
+    setup_env = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(setup_env)
+    fake_sys = types.SimpleNamespace(version_info=(3, 11, 2, "final", 0), version="3.11.2 (main)",
+                                     executable="/usr/bin/python3.11", stderr=sys.stderr)
+    monkeypatch.setattr(setup_env, "sys", fake_sys)
+    monkeypatch.setattr(setup_env, "venv_works", lambda: (_ for _ in ()).throw(AssertionError("went on")))
+    assert setup_env.main() == 2
+    err = capsys.readouterr().err
+    assert "needs Python 3.11.5 or a newer 3.11" in err and "this is 3.11.2 (/usr/bin/python3.11)" in err
+    assert "PYTHON=/path/to/python3.11" in err
+    assert _pyproject()["requires-python"] == ">=3.11.5,<3.12"
