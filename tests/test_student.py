@@ -172,6 +172,44 @@ WRONG_ANSWERS = {
         "T_cross = 65",
         "def probs_bytes(batch, tokens, config, dtype):\n"
         "    return batch * config.num_attention_heads * tokens * tokens * torch.finfo(dtype).bits // 8\nT_cross = 64"],
+    "5.1": [  # eps outside the square root; the unbiased variance; positions looked up with the token ids
+        "T = input_ids.shape[1]\n"
+        "x = word[input_ids] + position[torch.arange(T)][None] + token_type[token_type_ids]\n"
+        "mean = x.mean(-1, keepdim=True)\n"
+        "var = ((x - mean) ** 2).mean(-1, keepdim=True)\n"
+        "return (x - mean) / (torch.sqrt(var) + eps) * gamma + beta",
+        "T = input_ids.shape[1]\n"
+        "x = word[input_ids] + position[torch.arange(T)][None] + token_type[token_type_ids]\n"
+        "mean = x.mean(-1, keepdim=True)\n"
+        "return (x - mean) / torch.sqrt(x.var(-1, keepdim=True) + eps) * gamma + beta",
+        "x = word[input_ids] + position[input_ids] + token_type[token_type_ids]\n"
+        "mean = x.mean(-1, keepdim=True)\nvar = ((x - mean) ** 2).mean(-1, keepdim=True)\n"
+        "return (x - mean) / torch.sqrt(var + eps) * gamma + beta"],
+    "5.2": [  # the second residual taken from the layer's input; the mask dropped; no feed-forward; the pair returned;
+        # the feed-forward applied to the layer's input
+        "attention_output, _ = self.attention(hidden_states, attention_mask)\n"
+        "return self.output(self.intermediate(attention_output), hidden_states)",
+        "attention_output, _ = self.attention(hidden_states)\n"
+        "return self.output(self.intermediate(attention_output), attention_output)",
+        "return self.attention(hidden_states, attention_mask)[0]",
+        "return self.attention(hidden_states, attention_mask)",
+        "attention_output, _ = self.attention(hidden_states, attention_mask)\n"
+        "return self.output(self.intermediate(hidden_states), attention_output)"],
+    "5.3": [  # every layer fed the encoder's input; only the first layer; reverse order; the mask dropped
+        "for layer in self.layer:\n    out = layer(hidden_states, attention_mask)\nreturn out",
+        "return self.layer[0](hidden_states, attention_mask)",
+        "for layer in reversed(self.layer):\n    hidden_states = layer(hidden_states, attention_mask)\nreturn hidden_states",
+        "for layer in self.layer:\n    hidden_states = layer(hidden_states)\nreturn hidden_states"],
+    "5.4": [  # the weight untransposed; no tanh; mean pooling; the last token
+        "return torch.tanh(hidden_states[:, 0] @ weight + bias)",
+        "return hidden_states[:, 0] @ weight.T + bias",
+        "return torch.tanh(hidden_states.mean(1) @ weight.T + bias)",
+        "return torch.tanh(hidden_states[:, -1] @ weight.T + bias)"],
+    "5.5": [  # right padding gets non-zero positions; counted from 1; padding at -1; the default positions kept
+        "return (attention_mask.cumsum(-1) - 1).clamp(min=0).long()",
+        "return (attention_mask.cumsum(-1) * attention_mask).long()",
+        "return (attention_mask.cumsum(-1) - 1).long()",
+        "return torch.arange(attention_mask.shape[1]).expand_as(attention_mask) * attention_mask"],
     "8.1": [  # every token its own word; '#' (punctuation) taken for a continuation
         "return list(range(len(tokens)))",
         "out, word = [], -1\nfor token in tokens:\n    if not token.startswith('#'):\n        word += 1\n    out.append(word)\nreturn out"],
