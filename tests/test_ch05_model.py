@@ -381,3 +381,19 @@ def test_attention_path_is_fixed_when_the_model_is_built(monkeypatch, built, cha
         got = ours(ids, mask, types).last_hidden_state
     assert len(calls) == (cfg.num_hidden_layers if built == "sdpa" else 0)
     assert _max_diff(got[mask.bool()], want[mask.bool()]) < 1e-5
+
+
+# ------------------------------------------------------------------------------------------ the core stays plain
+
+
+def test_core_classes_carry_no_packing_path():
+    # The classes a learner reads in chapter 05 hold BERT's computation only: the fast path over packed real
+    # tokens belongs to the speed chapter. No packing argument in a forward signature, no packing code in the module.
+    import inspect
+
+    for cls in (minibert.model.BertLayer, minibert.model.BertEncoder, BertModel):
+        params = set(inspect.signature(cls.forward).parameters)
+        assert not {"skip_padding", "token_index", "padded_shape"} & params, (cls.__name__, sorted(params))
+    source = inspect.getsource(minibert.model)
+    for word in ("skip_padding", "index_copy", "index_select", "nonzero", "token_index", "packed"):
+        assert word not in source, f"minibert/model.py still mentions {word!r}"

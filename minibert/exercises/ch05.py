@@ -68,6 +68,9 @@ def check_embed(fn) -> None:
         expect(not _close(have, x), "5.1", "the sum is returned without LayerNorm.",
                "normalise each vector: (x - mean) / sqrt(var + eps) * gamma + beta, mean and var over the last dim.")
         mean, var = x.mean(-1, keepdim=True), x.var(-1, unbiased=False, keepdim=True)
+        unbiased = (x - mean) / (x.var(-1, keepdim=True) + eps).sqrt() * gamma + beta
+        expect(not _close(have, unbiased, atol=1e-4), "5.1", "the variance is the unbiased one (divided by C - 1).",
+               "LayerNorm divides the sum of squared deviations by C: ((x - mean) ** 2).mean(-1).")
         if eps > 1e-6:  # only a large eps tells sqrt(var + eps) from sqrt(var) + eps
             outside = (x - mean) / (var.sqrt() + eps) * gamma + beta
             expect(not _close(have, outside, atol=1e-4), "5.1",
@@ -118,6 +121,9 @@ def check_layer_forward(fn) -> None:
         expect(not _close(have, ours.output(ours.intermediate(attended), x)), "5.2",
                "the feed-forward's residual is the layer's input.",
                "the second add & norm adds the attention output: self.output(intermediate, attention_output).")
+        expect(not _close(have, ours.output(ours.intermediate(x), attended)), "5.2",
+               "the feed-forward network reads the layer's input instead of the attention output.",
+               "self.intermediate takes the attention output; so does the residual of self.output.")
         expect(not _close(have, theirs(x)), "5.2", "the padded positions are attended to: the mask is not used.",
                "pass attention_mask on to self.attention.")
         expect(_close(have, want), "5.2", f"the output differs from transformers' BertLayer by up to "
@@ -179,6 +185,11 @@ def check_pool(fn) -> None:
         expect(not _close(have, torch.tanh(h[:, 0] @ w + b)) or torch.allclose(w, w.T), "5.4",
                "the weight is used untransposed.", "nn.Linear computes x @ weight.T + bias.")
         expect(not _close(have, F.linear(h[:, 0], w, b)), "5.4", "tanh is missing.", "apply torch.tanh last.")
+        if T > 1:  # with one token, first = last = mean
+            expect(not _close(have, torch.tanh(F.linear(h.mean(1), w, b))), "5.4", "the tokens are averaged.",
+                   "BERT's pooler reads only the first token, [CLS]: hidden_states[:, 0].")
+            expect(not _close(have, torch.tanh(F.linear(h[:, -1], w, b))), "5.4", "the last token is pooled.",
+                   "BERT's pooler reads the first token, [CLS]: hidden_states[:, 0].")
         expect(_close(have, want), "5.4", "the values differ from tanh(dense(first token)).",
                "pool the first token (index 0), compute x @ weight.T + bias, then tanh.")
     passed("5.4")
