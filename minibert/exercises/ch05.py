@@ -74,7 +74,8 @@ def check_embed(fn) -> None:
         if eps > 1e-6:  # only a large eps tells sqrt(var + eps) from sqrt(var) + eps
             outside = (x - mean) / (var.sqrt() + eps) * gamma + beta
             expect(not _close(have, outside, atol=1e-4), "5.1",
-                   f"with eps = {eps} the result equals (x - mean) / (sqrt(var) + eps): eps is outside the square root.",
+                   f"with eps = {eps} the result equals (x - mean) / (sqrt(var) + eps): eps is outside the square "
+                   f"root.",
                    "LayerNorm divides by sqrt(var + eps): add eps to the variance, then take the square root.")
         expect(_close(have, want, atol=1e-4), "5.1",
                f"the values differ from word + position + token type followed by LayerNorm "
@@ -113,7 +114,8 @@ def check_layer_forward(fn) -> None:
         expect(isinstance(have, torch.Tensor), "5.2", f"the layer should return one tensor, got {type(have).__name__}.",
                "self.attention returns a pair (output, probabilities): unpack it, and return only the layer's output.")
         expect(tuple(have.shape) == tuple(x.shape), "5.2",
-               f"for hidden states of shape {tuple(x.shape)} the output should have the same shape, got {_shape(have)}.",
+               f"for hidden states of shape {tuple(x.shape)} the output should have the same shape, got "
+               f"{_shape(have)}.",
                "the feed-forward network ends with self.output, which maps F back to C.")
         attended = ours.attention(x, mask)[0]  # attention + add & norm, (B, T, C)
         expect(not _close(have, attended), "5.2", "the output is the attention block's output: the feed-forward "
