@@ -154,7 +154,7 @@ def frozen_skip_padding(model, ids, mask, types):
         attention_output = layer.attention.output(context, packed)
         packed = layer.output(layer.intermediate(attention_output), attention_output)
     hidden = packed.new_zeros(B * T, C).index_copy(0, token_index, packed).view(B, T, C)
-    return BertModelOutput(hidden, model.pooler(hidden))
+    return BertModelOutput(last_hidden_state=hidden, pooler_output=model.pooler(hidden))
 
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
