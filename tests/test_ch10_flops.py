@@ -142,7 +142,7 @@ def frozen_skip_padding(model, ids, mask, types):
         layer_mask = mask.to(torch.bool)[:, None, None, :]
     else:
         layer_mask = extended_attention_mask(mask, model.embeddings.word_embeddings.weight.dtype)
-    hidden = model.embeddings(ids, types, None, None)
+    hidden = model.embeddings(input_ids=ids, token_type_ids=types)
     B, T, C = hidden.shape
     token_index = mask.reshape(-1).nonzero().squeeze(1)
     packed = hidden.reshape(B * T, C).index_select(0, token_index)
