@@ -6,10 +6,11 @@
 For each case it builds both models from one config (BERT-base: 12 layers, 768 wide, 12 heads, sdpa),
 copies transformers' random weights into minibert (load_state_dict, strict=True), checks that the outputs
 agree on every real token, then times forward passes in eval mode, interleaved (transformers, minibert,
-minibert skip_padding, transformers, ...; warm-up rounds discarded), and prints medians, the ratio
+minibert packed, transformers, ...; warm-up rounds discarded), and prints medians, the ratio
 minibert / transformers, tokens per second, achieved matmul FLOP/s and the fraction of peak where the peak
-is known. `minibert skip_padding` is `BertModel(..., skip_padding=True)`: the dense layers run on the real
-tokens only (the same numbers on real tokens; padded positions come back as zeros).
+is known. `minibert packed` is `minibert.packed.packed_forward(model, ids, mask)` (chapter 10): the attention
+output projection and the feed-forward network run on the real tokens only, q/k/v and attention on the padded
+grid (the same numbers on real tokens; padded positions come back as zeros).
 
 Cases: CPU, float32, batch 8 x 128 tokens, with and without padding; on a CUDA GPU (only when one is
 present), bfloat16 at 64 x 512 and 256 x 128, with and without padding.
@@ -30,6 +31,7 @@ import transformers
 
 import minibert
 from minibert.flops import forward_flops
+from minibert.packed import packed_forward
 
 # Dense (no sparsity) bfloat16 tensor-core peaks from NVIDIA's data sheets, in FLOP/s.
 GPU_BF16_PEAK = [("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H100", 989e12), ("H200", 989e12),
@@ -78,11 +80,11 @@ def run_models(models, ids, mask):
         out = mb(ids, attention_mask=mask)
         return out.last_hidden_state, out.pooler_output
 
-    def skip_fn():
-        out = mb(ids, attention_mask=mask, skip_padding=True)
+    def packed_fn():
+        out = packed_forward(mb, ids, mask)
         return out.last_hidden_state, out.pooler_output
 
-    return {"transformers": hf_fn, "minibert": mb_fn, "minibert skip_padding": skip_fn}
+    return {"transformers": hf_fn, "minibert": mb_fn, "minibert packed": packed_fn}
 
 
 def agreement(fns, mask, tol: float) -> dict[str, float]:

@@ -15,7 +15,7 @@ Variants:
                       position, cross-entropy with ignore_index=-100
   minibert            the same call on minibert.BertForPreTraining (same work)
   minibert fast       minibert.pretraining.pretraining_loss(model, batch): the vocabulary projection at the masked
-                      positions only and, on padded batches, BertModel(..., skip_padding=True) - the same loss
+                      positions only and, on padded batches, minibert.packed.packed_forward - the same loss
                       (checked), less work; this is what `minibert pretrain` runs
 
 Cases: bert-tiny (2 layers, 128 wide; vocabulary 4,325 as in the chapter's run) at 32 x 128 and BERT-base
@@ -73,7 +73,7 @@ def check_losses(hf, mb, batch) -> float:
     with torch.no_grad():
         want = hf(**batch).loss
         have = mb(**batch).loss
-        fast = sum(pretraining_loss(mb, batch, skip_padding=True))
+        fast = sum(pretraining_loss(mb, batch, packed=True))
     hf.train(), mb.train()
     worst = max(abs(float(have - want)), abs(float(fast - want)))
     if not worst <= 1e-4:
@@ -85,7 +85,7 @@ def step_fn(model, batch, fast: bool):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-7)
 
     def step():
-        loss = sum(pretraining_loss(model, batch, skip_padding=True)) if fast else model(**batch).loss
+        loss = sum(pretraining_loss(model, batch, packed=True)) if fast else model(**batch).loss
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

@@ -1,5 +1,6 @@
-"""Chapter 10: FLOP counts against torch's FlopCounterMode, and BertModel's skip_padding fast path against
-transformers and minibert's default path (small configs, CPU, seconds)."""
+"""Chapter 10: FLOP counts against torch's FlopCounterMode, and minibert.packed.packed_forward against
+transformers, minibert's default path and a frozen copy of the packed code BertModel carried as
+`skip_padding=True` before chapter 10 took it over (small configs, CPU, seconds)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,12 @@ import transformers
 from torch.utils.flop_counter import FlopCounterMode
 
 from minibert import BertConfig, BertModel
-from minibert.flops import flops_per_token, forward_flops
-from minibert.model import BertEncoder, BertPooler
+from minibert.attention import extended_attention_mask
+from minibert.flops import DATASHEET_PEAKS, flops_per_token, forward_flops, mfu, mlm_head_flops, training_flops
+from minibert.model import BertEncoder, BertModelOutput, BertPooler
+from minibert.packed import packed_forward
+from minibert.pretraining import BertForPreTraining, pretraining_loss
+from parity import randomize_
 
 
 
@@ -70,16 +75,53 @@ def test_bad_sizes_raise(bad):
         forward_flops(BertConfig(), bad, 16)
 
 
-# ---- a small model pair and batches for the fast path ------------------------------------------------------------
+@pytest.mark.parametrize("kw, tokens", [({}, 256), ({"hidden_size": 96, "num_attention_heads": 3, "vocab_size": 777}, 7)])
+def test_mlm_head_flops_matches_transformers_head_on_the_counter(kw, tokens):
+    from transformers.models.bert.modeling_bert import BertOnlyMLMHead
+    hf_config = transformers.BertConfig(**kw)
+    with torch.device("meta"):
+        head = BertOnlyMLMHead(hf_config)
+        x = torch.empty(1, tokens, hf_config.hidden_size)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        head(x)
+    assert mlm_head_flops(BertConfig(**kw), tokens) == counter.get_total_flops()
+    # BERT-base: 2·C·V = 2 x 768 x 30522 = 46,881,792 FLOPs per token for the decoder, plus 2 x 768^2
+    assert mlm_head_flops(BertConfig(), 1) == 46_881_792 + 1_179_648
+
+
+@pytest.mark.parametrize("batch, seq", [(2, 128), (3, 7)])
+def test_training_flops_is_forward_plus_backward_on_the_counter(batch, seq):
+    config = BertConfig(hidden_size=96, num_hidden_layers=2, num_attention_heads=3, intermediate_size=200,
+                        attn_implementation="eager")
+    with torch.device("meta"):
+        encoder, pooler = BertEncoder(config), BertPooler(config)
+        x = torch.empty(batch, seq, 96, requires_grad=True)
+    with FlopCounterMode(display=False) as counter:
+        out, _, _ = encoder(x)
+        pooler(out).sum().backward()
+    assert training_flops(config, batch, seq) == counter.get_total_flops()
+
+
+def test_mfu_and_the_peaks():
+    assert mfu(2e12, 0.5, 4e12) == 1.0  # 2 TFLOP in 0.5 s = 4 TFLOP/s: all of a 4 TFLOP/s peak
+    assert DATASHEET_PEAKS["H100 SXM"]["bfloat16"] == 989e12  # dense; the data sheet's 1,979 is with sparsity
+    assert DATASHEET_PEAKS["A100 SXM"]["bfloat16"] == 312e12
+    for bad in ({"seconds": 0}, {"seconds": -1.0}, {"peak": 0}, {"seconds": float("nan")}):
+        with pytest.raises(ValueError, match="positive"):
+            mfu(1e12, **({"seconds": 1.0, "peak": 1e12} | bad))
+    with pytest.raises(ValueError, match="tokens"):
+        mlm_head_flops(BertConfig(), -1)
+
+
+# ---- packed_forward, built in the chapter's "Padding is wasted work" ----------------------------------------------
 
 SMALL = dict(vocab_size=120, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
              max_position_embeddings=40)
 
 
-def pair():
-    torch.manual_seed(0)
-    hf = transformers.BertModel(transformers.BertConfig(**SMALL, attn_implementation="sdpa")).eval()
-    mb = BertModel(BertConfig(**SMALL)).eval()
+def pair(attn: str = "sdpa"):
+    hf = randomize_(transformers.BertModel(transformers.BertConfig(**SMALL, attn_implementation=attn)).eval())
+    mb = BertModel(BertConfig(**SMALL, attn_implementation=attn)).eval()
     mb.load_state_dict(hf.state_dict(), strict=True)
     return hf, mb
 
@@ -89,23 +131,55 @@ def batch(padded: bool):
     ids = torch.randint(1, 120, (4, 24), generator=g)
     lengths = torch.tensor([24, 20, 9, 1]) if padded else torch.full((4,), 24)
     mask = (torch.arange(24)[None, :] < lengths[:, None]).long()
-    return ids * mask, mask
+    types = torch.randint(0, 2, (4, 24), generator=g) * mask
+    return ids * mask, mask, types
 
 
-# ---- BertModel(skip_padding=True), shown in the chapter's "Padding is wasted work" ------------------------------
+def frozen_skip_padding(model, ids, mask, types):
+    """The packed path as BertModel.forward(..., skip_padding=True) and BertLayer.forward(..., token_index=...)
+    ran it before chapter 10 took it over, copied here unchanged apart from calling the submodules directly."""
+    if model.encoder.layer[0].attention.self.attn_implementation == "sdpa":
+        layer_mask = mask.to(torch.bool)[:, None, None, :]
+    else:
+        layer_mask = extended_attention_mask(mask, model.embeddings.word_embeddings.weight.dtype)
+    hidden = model.embeddings(input_ids=ids, token_type_ids=types)
+    B, T, C = hidden.shape
+    token_index = mask.reshape(-1).nonzero().squeeze(1)
+    packed = hidden.reshape(B * T, C).index_select(0, token_index)
+    for layer in model.encoder.layer:
+        padded = packed.new_zeros(B * T, packed.shape[-1])
+        padded = padded.index_copy(0, token_index, packed).view(B, T, -1)
+        context, _ = layer.attention.self(padded, layer_mask, False)
+        context = context.reshape(B * T, -1).index_select(0, token_index)
+        attention_output = layer.attention.output(context, packed)
+        packed = layer.output(layer.intermediate(attention_output), attention_output)
+    hidden = packed.new_zeros(B * T, C).index_copy(0, token_index, packed).view(B, T, C)
+    return BertModelOutput(last_hidden_state=hidden, pooler_output=model.pooler(hidden))
+
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
-def test_skip_padding_matches_transformers(attn):
-    torch.manual_seed(0)
-    hf = transformers.BertModel(transformers.BertConfig(**SMALL, attn_implementation=attn)).eval()
-    mb = BertModel(BertConfig(**SMALL, attn_implementation=attn)).eval()
-    mb.load_state_dict(hf.state_dict(), strict=True)
-    ids, mask = batch(padded=True)
+@pytest.mark.parametrize("train", [False, True])
+def test_packed_forward_is_bit_identical_to_the_former_skip_padding(attn, train):
+    _, mb = pair(attn)
+    mb.train(train)  # in train mode the dropout masks must come out of the random stream in the same order
+    ids, mask, types = batch(padded=True)
+    torch.manual_seed(7)
+    have = packed_forward(mb, ids, mask, types)
+    torch.manual_seed(7)
+    want = frozen_skip_padding(mb, ids, mask, types)
+    assert torch.equal(have.last_hidden_state, want.last_hidden_state)
+    assert torch.equal(have.pooler_output, want.pooler_output)
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_packed_forward_matches_transformers(attn):
+    hf, mb = pair(attn)
+    ids, mask, types = batch(padded=True)
     real = mask.bool()
     with torch.inference_mode():
-        want = hf(input_ids=ids, attention_mask=mask)
-        have = mb(ids, attention_mask=mask, skip_padding=True)
-        default = mb(ids, attention_mask=mask)
+        want = hf(input_ids=ids, attention_mask=mask, token_type_ids=types)
+        have = packed_forward(mb, ids, mask, types)
+        default = mb(ids, attention_mask=mask, token_type_ids=types)
     assert torch.allclose(have.last_hidden_state[real], want.last_hidden_state[real], atol=1e-5, rtol=0)
     assert torch.allclose(have.pooler_output, want.pooler_output, atol=1e-5, rtol=0)
     assert torch.allclose(have.last_hidden_state[real], default.last_hidden_state[real], atol=1e-6, rtol=0)
@@ -113,23 +187,78 @@ def test_skip_padding_matches_transformers(attn):
     assert default.last_hidden_state[~real].abs().max() > 0  # the default path computes values there
 
 
-def test_skip_padding_without_padding_is_the_default_path():
-    _, mb = pair()
-    ids, mask = batch(padded=False)
+def test_packed_forward_is_bit_identical_to_transformers_on_this_machine():
+    # the packed rows go through the same kernels as transformers' padded ones; on the course's CPUs the real
+    # tokens and the pooler come out equal bit for bit (as the former skip_padding did)
+    hf, mb = pair("sdpa")
+    ids, mask, types = batch(padded=True)
     with torch.inference_mode():
-        a = mb(ids, attention_mask=mask, skip_padding=True).last_hidden_state
-        b = mb(ids, attention_mask=mask).last_hidden_state
-    assert torch.equal(a, b)
+        want = hf(input_ids=ids, attention_mask=mask, token_type_ids=types)
+        have = packed_forward(mb, ids, mask, types)
+    real = mask.bool()
+    assert torch.equal(have.last_hidden_state[real], want.last_hidden_state[real])
+    assert torch.equal(have.pooler_output, want.pooler_output)
 
 
-def test_skip_padding_trains():
+def test_packed_forward_performs_the_flops_it_claims():
+    # the chapter's statement: q/k/v and attention on all B·T positions, the rest on the real tokens only
+    config = BertConfig(**SMALL, attn_implementation="eager")
+    mb = BertModel(config).eval()
+    ids, mask, types = batch(padded=True)
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        packed_forward(mb, ids, mask, types)
+    C, F, L, B, T, n_real = 64, 128, 2, 4, 24, 24 + 20 + 9 + 1
+    grid = L * B * T * (3 * 2 * C * C + 4 * T * C)  # q, k, v and attention's two products
+    rows = L * n_real * (2 * C * C + 4 * C * F)  # attention output projection and feed-forward
+    assert counter.get_total_flops() == grid + rows + B * 2 * C * C  # + the pooler
+    assert forward_flops(config, B, T) > counter.get_total_flops() > sum(forward_flops(config, 1, n) for n in (24, 20, 9, 1))
+
+
+def test_packed_forward_trains():
     # gradients through the packed path equal those of the default path on the real tokens
     grads = []
-    for skip in (False, True):
+    for packed in (False, True):
         _, mb = pair()
-        ids, mask = batch(padded=True)
-        out = mb(ids, attention_mask=mask, skip_padding=skip).last_hidden_state[mask.bool()]
-        out.square().sum().backward()
+        ids, mask, types = batch(padded=True)
+        out = (packed_forward(mb, ids, mask, types) if packed else mb(ids, mask, types)).last_hidden_state
+        out[mask.bool()].square().sum().backward()
         grads.append(mb.encoder.layer[0].intermediate.dense.weight.grad)
     assert grads[1].abs().sum() > 0
     assert torch.allclose(grads[0], grads[1], atol=1e-4, rtol=1e-4)
+
+
+def test_pretraining_loss_packed_or_not_gives_the_same_losses():
+    config = BertConfig(**SMALL)
+    torch.manual_seed(0)
+    model = randomize_(BertForPreTraining(config)).eval()
+    ids, mask, types = batch(padded=True)
+    labels = torch.full_like(ids, -100)
+    chosen = (torch.arange(24)[None, :] < 3) & mask.bool()  # up to three labelled positions per row, real tokens
+    labels[chosen] = ids[chosen]
+    b = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "labels": labels,
+         "next_sentence_label": torch.tensor([0, 1, 1, 0])}
+    with torch.no_grad():
+        fast, plain = pretraining_loss(model, b, packed=True), pretraining_loss(model, b, packed=False)
+    for a, c in zip(fast, plain):
+        assert torch.allclose(a, c, atol=1e-6, rtol=0)
+
+
+BAD_CALLS = [
+    ("not a BertModel", lambda mb, ids, mask: packed_forward(torch.nn.Linear(2, 2), ids, mask), "needs a BertModel"),
+    ("float ids", lambda mb, ids, mask: packed_forward(mb, ids.float(), mask), "int64 or int32"),
+    ("1-D ids", lambda mb, ids, mask: packed_forward(mb, ids[0], mask[0]), r"\(B, T\)"),
+    ("id past the vocabulary", lambda mb, ids, mask: packed_forward(mb, ids + 200, mask), r"outside \[0, 120\)"),
+    ("mask of another shape", lambda mb, ids, mask: packed_forward(mb, ids, mask[:, :5]), r"got \(4, 5\)"),
+    ("mask value 2", lambda mb, ids, mask: packed_forward(mb, ids, mask * 2), "found 2"),
+    ("token type 2", lambda mb, ids, mask: packed_forward(mb, ids, mask, torch.full_like(ids, 2)), "token_type_ids"),
+    ("too long", lambda mb, ids, mask: packed_forward(mb, torch.ones(1, 41, dtype=torch.long), None),
+     "max_position_embeddings=40"),
+]
+
+
+@pytest.mark.parametrize("what, call, message", BAD_CALLS, ids=[b[0] for b in BAD_CALLS])
+def test_packed_forward_refuses_bad_input_with_a_value_error(what, call, message):
+    _, mb = pair()
+    ids, mask, _ = batch(padded=True)
+    with pytest.raises(ValueError, match=message):
+        call(mb, ids, mask)

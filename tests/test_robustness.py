@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from minibert import BertConfig, BertModel
+from minibert.packed import packed_forward
 from parity import randomize_
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -139,13 +140,13 @@ def test_random_bad_inputs_always_raise_value_error_with_a_message(call):
 
 @SETTINGS
 @given(data=st.data(), impl=st.sampled_from(["eager", "sdpa"]))
-def test_skip_padding_gives_the_same_numbers_on_real_tokens(data, impl):
+def test_packed_forward_gives_the_same_numbers_on_real_tokens(data, impl):
     cfg = data.draw(configs())
     ids, types, mask = data.draw(batches(cfg))
-    mask[:, 0] = 1  # skip_padding packs only when the first token is real (the pooler reads it)
+    mask[:, 0] = 1  # packed_forward packs only when the first token is real (the pooler reads it)
     ours, theirs = _pair(cfg, impl)
     with torch.no_grad():
-        fast = ours(ids, attention_mask=mask, token_type_ids=types, skip_padding=True)
+        fast = packed_forward(ours, ids, mask, types)
         ref = theirs(input_ids=ids, attention_mask=mask, token_type_ids=types)
     real = mask.bool()
     torch.testing.assert_close(fast.last_hidden_state[real], ref.last_hidden_state[real], atol=1e-5, rtol=1e-5)
@@ -153,14 +154,14 @@ def test_skip_padding_gives_the_same_numbers_on_real_tokens(data, impl):
     assert (fast.last_hidden_state[~real] == 0).all()  # padded positions are not computed
 
 
-def test_skip_padding_falls_back_when_it_cannot_pack():
+def test_packed_forward_falls_back_to_the_model_when_it_cannot_pack():
     cfg = dict(vocab_size=50, hidden_size=24, num_attention_heads=3, num_hidden_layers=2, intermediate_size=30)
     ours, _ = _pair(cfg, "sdpa")
     ids = torch.randint(1, 50, (2, 5), generator=torch.Generator().manual_seed(1))
-    left_padded = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
-    right_padded = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    left_padded = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])  # position 0 is padding: the pooler reads it
+    nothing_padded = torch.ones(2, 5, dtype=torch.long)
     with torch.no_grad():
-        for mask, kwargs in ((left_padded, {}), (right_padded, {"output_hidden_states": True}),
-                             (right_padded, {"output_attentions": True}), (None, {})):
-            assert torch.equal(ours(ids, mask, skip_padding=True, **kwargs).last_hidden_state,
-                               ours(ids, mask, **kwargs).last_hidden_state)
+        for mask in (left_padded, nothing_padded, None):
+            have, want = packed_forward(ours, ids, mask), ours(ids, mask)
+            assert torch.equal(have.last_hidden_state, want.last_hidden_state)
+            assert torch.equal(have.pooler_output, want.pooler_output)

@@ -267,6 +267,22 @@ WRONG_ANSWERS = {
         "return (sorted(k for k in found if k not in expected), sorted(k for k in expected if k not in found),\n"
         "        sorted(k for k in expected if k in found and expected[k].shape != found[k].shape))",
         "return sorted(k for k in expected if k not in found), sorted(k for k in found if k not in expected), []"],
+    "10.1": [  # a causal model's 2·T·C attention term (Kaplan's); BERT-base's crossover; F + C (the 2 dropped)
+        "crossover_large = 4 * 1024 + 2 * 4096",
+        "crossover_large = 2 * 768 + 3072",
+        "crossover_large = 1024 + 4096"],
+    "10.2": [  # the forward pass only; hours, not days; the peak without the utilisation; 6·N per token (no
+        # attention term, biases and LayerNorms counted)
+        "return steps * forward_flops(config, batch, seq_len) / (peak * utilisation) / 86400",
+        "return steps * training_flops(config, batch, seq_len) / (peak * utilisation) / 3600",
+        "return steps * training_flops(config, batch, seq_len) / peak / 86400",
+        "return steps * 6 * count_parameters(config).non_embedding * batch * seq_len / (peak * utilisation) / 86400"],
+    "10.3": [  # what the real tokens need (the ideal); the padded forward; q/k/v packed as well
+        "return sum(forward_flops(config, 1, n) for n in lengths)",
+        "return forward_flops(config, len(lengths), seq_len)",
+        "C, F, L = config.hidden_size, config.intermediate_size, config.num_hidden_layers\n"
+        "grid, n_real = len(lengths) * seq_len, sum(lengths)\n"
+        "return L * (grid * 4 * seq_len * C + n_real * (8 * C * C + 4 * C * F)) + 2 * C * C * len(lengths)"],
     "11.1": [  # shares of all positions instead of the chosen ones; "kept" counted over unchosen positions too;
         # the first batch's answer hard-coded; the mask id hard-coded to 4
         "chosen = labels != -100\nm = int((inputs[chosen] == mask_token_id).sum()) / labels.numel()\n"

@@ -1,7 +1,8 @@
 """Checks for chapter 10, FLOPs and speed.
 
-Every expected value comes from torch.utils.flop_counter.FlopCounterMode counting a real forward pass of
-a model built on the meta device (shapes only, so counting costs nothing), never from the chapter's formula.
+Every expected value comes from torch.utils.flop_counter.FlopCounterMode counting a real pass of a model
+(forward, or forward and backward, on the meta device, where shapes exist but numbers do not; packed_forward
+on small CPU tensors, since it reads the mask's values), never from the chapter's formulas.
 """
 
 from __future__ import annotations
@@ -32,41 +33,98 @@ def _counted(hidden: int, intermediate: int, layers: int, batch: int, seq: int, 
     return counter.get_total_flops()
 
 
-def check_layer_flops(fn) -> None:
-    not_done(fn, "10.1")
-    for C, F, T in ((64, 256, 1), (64, 256, 16), (96, 200, 7), (768, 3072, 128)):
-        want = _counted(C, F, 1, 1, T) // T  # one layer, one sequence of T tokens, per token
-        have = fn(C, F, T)
-        expect(have == want, "10.1", f"layer_flops({C}, {F}, {T}) returned {have}, FlopCounterMode counts {want}.",
-               "2 FLOPs per weight: 4 C x C matrices and 2 C x F ones, plus 4*T*C for attention "
-               "(Q·Kᵀ and the weighted sum of V, 2*T*C each).")
-    passed("10.1")
-
-
 def check_crossover(value) -> None:
-    not_done(value, "10.2")
+    not_done(value, "10.1")
     # per-token FLOPs of one BERT-large layer are dense + slope*T; read both off the counter at T = 1 and 2
     one, two = _counted(1024, 4096, 1, 1, 1), _counted(1024, 4096, 1, 1, 2) // 2
     slope = two - one
     want = (one - slope) / slope
-    expect(isinstance(value, (int, float)) and not isinstance(value, bool), "10.2",
+    expect(isinstance(value, (int, float)) and not isinstance(value, bool), "10.1",
            f"expected a number of tokens, got {type(value).__name__}.", "crossover_large = <a number>.")
-    expect(value == want, "10.2", f"{value} tokens is not where attention equals the weights (the counter says {want:g}).",
-           "solve 4*T*C = 8*C*C + 4*C*F for T.")
+    hint = "solve 4*T*C = 8*C*C + 4*C*F for T, with BERT-large's C and F."
+    if value == 2 * want:
+        hint = "that is where a causal model's 2*T*C would equal the weights; BERT's tokens attend to all T: 4*T*C."
+    expect(value == want, "10.1", f"{value} tokens is not where attention equals the weights "
+           f"({'too many' if value > want else 'too few'}).", hint)
+    passed("10.1")
+
+
+def _counted_training(hidden: int, intermediate: int, layers: int, batch: int, seq: int) -> int:
+    """FLOPs FlopCounterMode sees in a forward and backward pass of an eager encoder + pooler on meta tensors."""
+    from minibert.config import BertConfig
+    from minibert.model import BertEncoder, BertPooler
+
+    heads = next(h for h in (16, 12, 8, 4, 2, 1) if hidden % h == 0)
+    config = BertConfig(hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
+                        num_attention_heads=heads, max_position_embeddings=max(512, seq),
+                        attn_implementation="eager")
+    with torch.device("meta"):
+        encoder, pooler = BertEncoder(config), BertPooler(config)
+        x = torch.empty(batch, seq, hidden, requires_grad=True)  # the embeddings' output needs a gradient too
+    with FlopCounterMode(display=False) as counter:
+        out, _, _ = encoder(x)
+        pooler(out).sum().backward()
+    return counter.get_total_flops()
+
+
+def check_pretraining_days(fn) -> None:
+    not_done(fn, "10.2")
+    from minibert.config import BertConfig
+
+    cases = ((768, 3072, 12, 256, 512, 1_000_000, 989e12, 0.4), (64, 256, 2, 8, 16, 1000, 1e9, 0.5),
+             (96, 200, 3, 5, 7, 123_456, 19.5e12, 0.25))
+    for C, F, L, batch, seq, steps, peak, utilisation in cases:
+        config = BertConfig(hidden_size=C, intermediate_size=F, num_hidden_layers=L,
+                            num_attention_heads=next(h for h in (12, 4, 3) if C % h == 0))
+        want = steps * _counted_training(C, F, L, batch, seq) / (peak * utilisation) / 86400
+        have = fn(config, steps, batch, seq, peak, utilisation)
+        expect(isinstance(have, (int, float)) and not isinstance(have, bool), "10.2",
+               f"expected a number of days, got {type(have).__name__}.", "return a float.")
+        ratio = have / want
+        hints = {1 / 3: "you counted the forward pass only; the backward pass costs twice the forward.",
+                 2 / 3: "the backward pass computes two products per forward product, not one.",
+                 24.0: "that is hours: a day has 86,400 seconds.", utilisation: "divide by peak × utilisation: "
+                 "the hardware reaches only that fraction of its peak."}
+        hint = next((h for r, h in hints.items() if abs(ratio - r) < 1e-6 * r), "steps × FLOPs of one training step "
+                    "(3 × the forward, pooler included) / (peak × utilisation) / seconds per day.")
+        expect(abs(ratio - 1) < 1e-9, "10.2", f"pretraining_days(C={C}, L={L}, steps={steps:,}, batch={batch}, "
+               f"seq_len={seq}, peak={peak:g}, utilisation={utilisation}) returned {have:.6g}, expected {want:.6g}.", hint)
     passed("10.2")
 
 
-def check_useful_fraction(fn) -> None:
+def _counted_packed(lengths: list[int], seq: int, hidden: int, intermediate: int, layers: int) -> int:
+    """FLOPs FlopCounterMode sees in packed_forward of an eager model with random weights on real CPU tensors."""
+    from minibert.config import BertConfig
+    from minibert.model import BertModel
+    from minibert.packed import packed_forward
+
+    config = BertConfig(vocab_size=50, hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
+                        num_attention_heads=2, max_position_embeddings=max(64, seq), attn_implementation="eager")
+    torch.manual_seed(0)
+    model = BertModel(config).eval()
+    mask = (torch.arange(seq)[None, :] < torch.tensor(lengths)[:, None]).long()  # (B, T)
+    ids = torch.randint(1, 50, (len(lengths), seq)) * mask
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        packed_forward(model, ids, mask)
+    return counter.get_total_flops()
+
+
+def check_packed_flops(fn) -> None:
     not_done(fn, "10.3")
     from minibert.config import BertConfig
+    from minibert.flops import forward_flops
 
-    config = BertConfig(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2)
-    for lengths, seq in (([16, 16], 16), ([5, 12, 3], 12)):
-        spent = _counted(64, 256, 2, len(lengths), seq, pooler=True)
-        useful = sum(_counted(64, 256, 2, 1, n, pooler=True) for n in lengths)
-        want = useful / spent
+    for lengths, seq, C, F, L in (([12, 5, 3], 12, 32, 80, 2), ([40, 40, 1, 17], 40, 48, 64, 3), ([9, 9], 9, 16, 40, 1)):
+        config = BertConfig(vocab_size=50, hidden_size=C, intermediate_size=F, num_hidden_layers=L,
+                            num_attention_heads=2, max_position_embeddings=64)
+        want = _counted_packed(lengths, seq, C, F, L)
         have = fn(config, lengths, seq)
-        expect(isinstance(have, (int, float)) and abs(have - want) < 1e-9, "10.3",
-               f"useful_fraction(config, {lengths}, {seq}) returned {have}, expected {want:.6f}.",
-               "divide the sum of forward_flops(config, 1, n) over the lengths by forward_flops(config, len(lengths), seq_len).")
+        hint = "per layer: q/k/v (3 C x C matrices) and attention's 4·T·C on all B·T positions; the attention " \
+               "output projection and the feed-forward network (2·C² + 4·C·F) on the real tokens; then the pooler."
+        if have == sum(forward_flops(config, 1, n) for n in lengths) and have != want:
+            hint = "that is what the real tokens need; packed_forward still runs q/k/v and attention on the padded grid."
+        elif have == forward_flops(config, len(lengths), seq) and have != want:
+            hint = "that is the padded forward; packed_forward skips the output projection and feed-forward at padding."
+        expect(have == want, "10.3", f"packed_flops(C={C}, F={F}, L={L}, lengths={lengths}, seq_len={seq}) returned "
+               f"{have}, FlopCounterMode counts {want}.", hint)
     passed("10.3")
