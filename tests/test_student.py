@@ -240,10 +240,17 @@ WRONG_ANSWERS = {
         "        pieces.append('##' + word[start:end])\n        start = end\n"
         "    if start == len(word):\n        options.append(pieces)\n"
         "return min(options, key=len) if options else ['[UNK]']"],
-    "9.2": [  # missing and unexpected swapped; shape mismatches forgotten
-        "return (sorted(k for k in found if k not in expected), sorted(k for k in expected if k not in found),\n"
-        "        sorted(k for k in expected if k in found and expected[k].shape != found[k].shape))",
-        "return sorted(k for k in expected if k not in found), sorted(k for k in found if k not in expected), []"],
+    "9.1": ["return hidden.max(dim=1).values",  # padding included
+            "return (hidden * mask[:, :, None]).max(dim=1).values",  # a padded 0 beats negative real values
+            "return hidden[:, :int(mask.sum(1).min())].max(dim=1).values"],  # right padding assumed
+    "9.2": ["return ids[:max_length]",  # [SEP] cut off
+            "return ids[:max_length - 1] + [ids[-1]]",  # a text that fits gets a second [SEP]
+            "return ids[:max_length - 2] + [ids[-1]]"],  # one id short
+    "9.3": ["scores = matrix @ query\nreturn [i for i in scores.argsort(descending=True).tolist() if scores[i] >= threshold]",
+            "scores = F.normalize(matrix, dim=-1) @ F.normalize(query, dim=0)\n"
+            "return [i for i in range(len(scores)) if scores[i] >= threshold]",  # not ranked
+            "scores = F.normalize(matrix, dim=-1) @ F.normalize(query, dim=0)\n"
+            "return [i for i in scores.argsort().tolist() if scores[i] >= threshold]"],  # least similar first
     "11.1": [  # shares of all positions instead of the chosen ones; "kept" counted over unchosen positions too;
         # the first batch's answer hard-coded; the mask id hard-coded to 4
         "chosen = labels != -100\nm = int((inputs[chosen] == mask_token_id).sum()) / labels.numel()\n"
