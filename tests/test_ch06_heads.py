@@ -325,3 +325,16 @@ def test_exercise_checks_reject_the_typical_wrong_answers():
         decoder.weight = torch.nn.Parameter(torch.tensor(embedding.weight.tolist()))
 
     ch06.check_untie(untie_right)
+
+
+@pytest.mark.parametrize("head", [BertForSequenceClassification, BertForMaskedLM])
+def test_heads_take_no_packing_argument(head):
+    """The heads pass on only BertModel's own keywords (output_attentions, output_hidden_states); the packed fast
+    path is not one of them, so skip_padding is refused with a ValueError naming the head, not silently dropped."""
+    cfg = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=24,
+                     max_position_embeddings=16)
+    ids = torch.randint(0, 50, (2, 5))
+    with pytest.raises(ValueError, match=f"{head.__name__} got an unexpected argument 'skip_padding'"):
+        head(cfg)(ids, skip_padding=True)
+    out = head(cfg).eval()(ids, output_hidden_states=True, output_attentions=True)
+    assert len(out.hidden_states) == 2 and len(out.attentions) == 1  # the options it does pass on
