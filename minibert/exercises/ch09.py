@@ -5,90 +5,116 @@ from __future__ import annotations
 from . import expect, not_done, passed
 
 
-def check_mean_pool(fn) -> None:
-    """9.1: masked mean over tokens, then unit length. Compared with a per-sentence slice and a norm."""
+def check_max_pool(fn) -> None:
+    """9.1: the largest value of each feature over the real tokens, compared with a per-text slice."""
     not_done(fn, "9.1")
     import torch
 
-    g = torch.Generator().manual_seed(8)
-    hidden = torch.randn(3, 5, 4, generator=g) * 3 + 1  # (B, T, C), far from unit length
-    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0]])
-    have = fn(hidden, mask)
+    g = torch.Generator().manual_seed(91)
+    hidden = torch.randn(3, 5, 4, generator=g) - 2.0  # (B, T, C), mostly negative: a zero must not win
+    hidden[2, 0] = 5.0  # padding with the largest values of row 2
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [0, 1, 1, 1, 0]])  # right and left padding
+    have = fn(hidden.clone(), mask.clone())
     expect(isinstance(have, torch.Tensor) and tuple(have.shape) == (3, 4), "9.1",
            f"expected a (3, 4) tensor for hidden (3, 5, 4) and mask (3, 5), got "
            f"{tuple(have.shape) if isinstance(have, torch.Tensor) else type(have).__name__}.",
-           "sum over the token dimension (dim=1), so that one vector per sentence is left.")
+           "take the max over the token dimension (dim=1), so that one vector per text is left.")
     for i in range(3):
-        n = int(mask[i].sum())
-        mean = hidden[i, :n].mean(dim=0)  # only the real tokens; the padding sits at the end
-        want = mean / mean.norm()
-        if not torch.allclose(have[i], want, atol=1e-5):
-            unmasked = hidden[i].mean(dim=0)
-            if torch.allclose(have[i], unmasked / unmasked.norm(), atol=1e-5):
-                problem, hint = (f"sentence {i} has {5 - n} padding positions, and your mean includes them.",
-                                 "multiply by the mask (as floats, shape (B, T, 1)) and divide by the number of "
-                                 "real tokens, not by T.")
-            elif torch.allclose(have[i], mean, atol=1e-5):
-                problem, hint = ("the mean is right but not scaled to length 1.",
-                                 "divide each row by its L2 norm (torch.linalg.vector_norm or F.normalize).")
-            else:
-                problem, hint = (f"sentence {i}: expected {[round(float(x), 4) for x in want]}, got "
-                                 f"{[round(float(x), 4) for x in have[i]]}.",
-                                 "(hidden * mask).sum(1) / mask.sum(1), then divide by the norm.")
-            expect(False, "9.1", problem, hint)
+        want = hidden[i][mask[i].bool()].max(dim=0).values  # only the real tokens, wherever they sit
+        if torch.allclose(have[i], want, atol=1e-6):
+            continue
+        if torch.allclose(have[i], hidden[i].max(dim=0).values, atol=1e-6):
+            problem, hint = (f"text {i} has {int((mask[i] == 0).sum())} padding positions, and your max includes them.",
+                             "set the padded positions to -inf (masked_fill) before taking the max.")
+        elif bool((have[i] == 0).any()):
+            problem, hint = (f"text {i}: a 0 won where every real value is negative; multiplying by the mask turns "
+                             f"padding into 0, which can be larger than the real values.",
+                             "fill padding with -inf instead of multiplying by the mask.")
+        else:
+            problem, hint = (f"text {i}: expected {[round(float(x), 4) for x in want]}, got "
+                             f"{[round(float(x), 4) for x in have[i]]}.",
+                             "hidden.masked_fill(mask[:, :, None] == 0, float('-inf')).max(dim=1).values")
+        expect(False, "9.1", problem, hint)
     passed("9.1")
 
 
-def check_diff(fn) -> None:
-    """9.2: missing keys, unexpected keys and shape mismatches between two state dicts, found by set arithmetic."""
+def _reference(max_length: int):
+    """tokenizers' own truncation, on a word-level vocabulary with BERT's [CLS] ... [SEP] template."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, **{f"w{i}": 4 + i for i in range(40)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    if max_length:
+        tok.enable_truncation(max_length)
+    return tok
+
+
+def check_truncate(fn) -> None:
+    """9.2: the same ids as tokenizers' truncation at max_length."""
     not_done(fn, "9.2")
-    import torch
-
-    def sd(**shapes):
-        return {name.replace("__", "."): torch.zeros(shape) for name, shape in shapes.items()}
-
-    model = sd(a__weight=(4, 3), a__bias=(4,), b__weight=(2, 4), b__bias=(2,), norm__weight=(2,))
-    cases = [
-        ("identical", dict(model)),
-        ("a key removed", {k: v for k, v in model.items() if k != "b.bias"}),
-        ("an extra key", {**model, "cls.bias": torch.zeros(5)}),
-        ("a wrong shape", {**model, "a.weight": torch.zeros(3, 4)}),
-        ("all three", {**{k: v for k, v in model.items() if k != "norm.weight"}, "b.bias": torch.zeros(3),
-                       "pooler.dense.weight": torch.zeros(2, 2)}),
-    ]
-    for label, checkpoint in cases:
-        want = (sorted(model.keys() - checkpoint.keys()), sorted(checkpoint.keys() - model.keys()),
-                sorted(k for k in model.keys() & checkpoint.keys() if model[k].shape != checkpoint[k].shape))
-        have = fn(model, checkpoint)
-        expect(isinstance(have, (tuple, list)) and len(have) == 3, "9.2",
-               f"expected a tuple (missing, unexpected, mismatched), got {have!r:.100}.",
-               "return three sorted lists of key names.")
-        have = tuple(sorted(part) for part in have)
-        for name, h, w in zip(("missing", "unexpected", "mismatched"), have, want):
-            hint = {"missing": "missing = in the model's state dict but not in the checkpoint.",
-                    "unexpected": "unexpected = in the checkpoint but not in the model.",
-                    "mismatched": "mismatched = in both, but tensor.shape differs."}[name]
-            expect(h == w, "9.2", f"case '{label}': {name} should be {w}, got {h}.", hint)
+    full = _reference(0)
+    for n_words, max_length in ((10, 6), (3, 8), (4, 6), (5, 6), (30, 2), (1, 3)):
+        text = " ".join(f"w{(7 * i) % 40}" for i in range(n_words))
+        ids = full.encode(text).ids  # [CLS] w.. [SEP]: n_words + 2 ids
+        want = _reference(max_length).encode(text).ids
+        have = fn(list(ids), max_length)
+        if isinstance(have, tuple):
+            have = list(have)
+        expect(isinstance(have, list) and all(isinstance(i, int) for i in have), "9.2",
+               f"expected a list of ints, got {type(have).__name__}.", "return a list of ids, like the input.")
+        if have == want:
+            continue
+        if len(ids) <= max_length:
+            problem, hint = (f"{len(ids)} ids fit in max_length={max_length}, so they should come back unchanged, got "
+                             f"{have}.", "only cut when len(ids) > max_length.")
+        elif have and have[-1] != ids[-1]:
+            problem, hint = (f"cut to {max_length}, the result {have} no longer ends with [SEP] (id {ids[-1]}).",
+                             "keep max_length - 1 ids, then put the last id ([SEP]) back.")
+        else:
+            problem, hint = (f"for {len(ids)} ids and max_length={max_length} expected {want}, got {have}.",
+                             "ids[:max_length - 1] + [ids[-1]] when the text is too long.")
+        expect(False, "9.2", problem, hint)
     passed("9.2")
 
 
-def check_most_similar(fn) -> None:
-    """9.3: the row of a matrix with the highest cosine similarity to a query, vectors not normalised."""
+def check_search(fn) -> None:
+    """9.3: rows at or above a cosine threshold, most similar first, compared with math on Python floats."""
     not_done(fn, "9.3")
-    import torch
-    import torch.nn.functional as F
+    import math
 
-    g = torch.Generator().manual_seed(3)
-    for trial in range(20):
-        matrix = torch.randn(7, 6, generator=g) * torch.rand(7, 1, generator=g) * 10  # rows of different lengths
-        query = torch.randn(6, generator=g)
-        want = int(F.cosine_similarity(matrix, query[None, :], dim=-1).argmax())
-        have = fn(query, matrix)
-        have = int(have) if isinstance(have, (int, torch.Tensor)) and torch.as_tensor(have).numel() == 1 else have
-        if have != want and have == int((matrix @ query).argmax()):
-            expect(False, "9.3", "you picked the largest dot product; the rows here do not have length 1, so a "
-                   "long row wins even when it points elsewhere.",
-                   "divide each row and the query by their norms first (F.normalize), then take argmax.")
-        expect(have == want, "9.3", f"trial {trial}: the most similar row is {want}, you returned {have!r}.",
-               "cosine(a, b) = a·b / (|a| |b|); return the index of the largest one as an int.")
+    import torch
+
+    g = torch.Generator().manual_seed(93)
+    for trial in range(4):
+        matrix = torch.randn(7, 5, generator=g) * torch.rand(7, 1, generator=g) * 10  # rows of very different lengths
+        query = torch.randn(5, generator=g) * 3
+        rows, q = matrix.tolist(), query.tolist()
+
+        def cosine(row):
+            return sum(a * b for a, b in zip(row, q)) / math.sqrt(sum(a * a for a in row) * sum(b * b for b in q))
+
+        scores = [cosine(r) for r in rows]
+        ranked = sorted(scores)
+        threshold = (ranked[2] + ranked[3]) / 2  # four rows pass, three do not, none close to the line
+        want = sorted((i for i in range(7) if scores[i] >= threshold), key=lambda i: -scores[i])
+        have = fn(query.clone(), matrix.clone(), threshold)
+        have = list(have) if isinstance(have, (list, tuple)) else have
+        expect(isinstance(have, list) and all(isinstance(i, int) for i in have), "9.3",
+               f"expected a list of ints, got {type(have).__name__}.", "convert with .tolist() or int(...).")
+        if have == want:
+            continue
+        if set(have) == set(want):
+            problem, hint = (f"trial {trial}: the right rows {sorted(want)}, in the wrong order: {have} "
+                             f"(expected {want}).", "most similar first: sort by similarity, descending.")
+        else:
+            dots = [sum(a * b for a, b in zip(r, q)) for r in rows]
+            if have and all(dots[a] >= dots[b] for a, b in zip(have, have[1:])) and set(have) != set(want):
+                problem, hint = (f"trial {trial}: expected rows {want}, got {have}, which look ranked by dot product; "
+                                 f"the rows here are not of length 1.", "normalise query and rows first (F.normalize).")
+            else:
+                problem, hint = (f"trial {trial}: expected rows {want}, got {have}.",
+                                 "cosine similarity of each row with the query, keep those >= threshold, largest first.")
+        expect(False, "9.3", problem, hint)
     passed("9.3")
