@@ -21,10 +21,16 @@ def _cmd_sync(book, args) -> int:
 
 
 def _cmd_check(book, args) -> int:
-    from .mirror import drifted
+    from .mirror import drifted, missing_widget_state
 
     problems = drifted(book)
+    widgets = missing_widget_state(book)
+    for message in widgets:
+        print(f"minibert check: {message}", file=sys.stderr)
     if not problems:
+        if widgets:
+            print("minibert check: FAILED, stored widget state is missing (see above).", file=sys.stderr)
+            return 1
         print(f"minibert check: the package matches the notebooks ({len(book.chapters)} chapters)")
         return 0
     for p in problems:
