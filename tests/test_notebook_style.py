@@ -23,7 +23,6 @@ MAX_LINES = 40
 PENDING_ISSUE_16 = {
     "notebooks/05_assembling_bert.ipynb",
     "notebooks/06_heads.ipynb",
-    "notebooks/07_counting_parameters.ipynb",
     "notebooks/09_real_weights.ipynb",
 }
 
