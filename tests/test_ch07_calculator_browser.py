@@ -161,3 +161,65 @@ def test_calculator_is_not_clipped_at_browser_zoom(browser, site, name, zoom):
         context.close()
     assert not errors, errors
     assert not clipped, f"{name} calculator at {zoom:.0%} zoom of 1280x720: " + "; ".join(clipped[:12])
+
+
+# ------------------------------------------------------------------------------------------- live, in Voilà
+
+def test_live_calculator_updates_while_typing_and_dragging(browser, tmp_path):
+    """`minibert app` (Voilà, a live kernel): typing digits into Vocab without Enter or Tab changes the total, and
+    so does dragging the Layers slider with the mouse (no release needed in between); numbers stay >= 24 px."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    from playwright.sync_api import expect
+
+    def total_for(**fields) -> str:
+        from minibert.params import count_parameters
+        from minibert.config import BertConfig
+
+        return f"{count_parameters(BertConfig(**fields)).total:,}"
+
+    log_path = tmp_path / "voila.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "minibert", "app", "--port", "0"], cwd=ROOT,
+                                   stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
+        context = None
+        try:
+            match = re.search(r"(http://127\.0\.0\.1:\d+/)", process.stdout.readline())
+            assert match, f"`minibert app` printed no address; its log:\n{log_path.read_text()}"
+            context = browser.new_context(viewport={"width": SCREEN[0], "height": SCREEN[1]})
+            page = context.new_page()
+            page.goto(match.group(1), timeout=120_000)
+            total = page.locator(".minibert-total")
+            expect(total).to_have_text(total_for(), timeout=120_000)
+            sizes = page.evaluate(FONT_SIZES)
+            assert not [(t, s) for t, s in sizes if s < MIN_FONT_PX], sizes
+            vocab = page.locator(".widget-inline-hbox", has=page.locator("label", has_text=re.compile(r"^\s*Vocab\s*$")))
+            box = vocab.locator("input")
+            box.fill("")
+            box.type("1000")  # keystrokes only: no Enter, no Tab, the box keeps the focus
+            expect(total).to_have_text(total_for(vocab_size=1000), timeout=30_000)
+            assert page.evaluate("() => document.activeElement.type") == "number"
+            handle = page.locator(".widget-hslider", has=page.locator("label", has_text=re.compile(r"^\s*Layers\s*$")))
+            knob = handle.locator(".noUi-handle").bounding_box()
+            track = handle.locator(".noUi-target").bounding_box()
+            page.mouse.move(knob["x"] + knob["width"] / 2, knob["y"] + knob["height"] / 2)
+            page.mouse.down()
+            page.mouse.move(track["x"] + 1, knob["y"] + knob["height"] / 2, steps=8)  # to the left end: 1 layer
+            expect(total).to_have_text(total_for(vocab_size=1000, num_hidden_layers=1), timeout=30_000)
+            page.mouse.up()
+        except Exception:
+            print(log_path.read_text())
+            raise
+        finally:
+            if context is not None:
+                context.close()
+            process.send_signal(signal.SIGTERM)  # `minibert app` then stops Voilà's own process group
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
