@@ -230,12 +230,14 @@ def test_exercise_checks_accept_right_and_reject_wrong_answers():
     assert count_parameters("bert-tiny").total == 4_385_920  # put back after the check
     assert numel(build(BertConfig.from_preset("bert-tiny"), None, ours=True)) == 4_385_920
 
-    ch07.check_adam_training_gib(lambda n: 16 * n / 2**30)
+    ch07.check_largest_trainable(lambda gib: int(gib * 2**30) // 16)
+    assert int(16 * 2**30) // 16 == 1_073_741_824  # a 16 GiB GPU: about 1.07 billion parameters
     with pytest.raises(ExerciseError, match="2\\*\\*30"):
-        ch07.check_adam_training_gib(lambda n: 16 * n / 1e9)
-    with pytest.raises(ExerciseError, match="1.631") as caught:  # readable numbers, the large case first
-        ch07.check_adam_training_gib(lambda n: 4 * n / 2**30)
-    assert "e-0" not in str(caught.value)
+        ch07.check_largest_trainable(lambda gib: int(gib * 10**9) // 16)
+    with pytest.raises(ExerciseError, match="four numbers"):
+        ch07.check_largest_trainable(lambda gib: int(gib * 2**30) // 4)
+    with pytest.raises(ExerciseError, match="int"):
+        ch07.check_largest_trainable(lambda gib: gib * 2**30 / 16)
 
     def max_layers(budget, V, P, S, C, F):
         fixed = (V + P + S) * C + 2 * C + C * C + C

@@ -118,9 +118,10 @@ WRONG_ANSWERS = {
             "return (V + 512 + 2) * 768 + 2 * 768 + 12 * (4 * 768 * 768 + 2 * 768 * 3072 + 9 * 768 + 3072)"
             " + 768 * 768 + 768",  # the pooler counted
             "return (V + 512) * 768 + 12 * (4 * 768 * 768 + 2 * 768 * 3072 + 9 * 768 + 3072)"],  # token types, LN
-    "7.3": ["return n_parameters * 16 / 1e9",  # GB, not GiB
-            "return n_parameters * 12 / 2**30",  # one Adam moment forgotten
-            "return n_parameters * 4 / 2**30"],  # the weights only
+    "7.3": ["return int(gib * 10**9) // 16",  # GB, not GiB
+            "return int(gib * 2**30) // 12",  # one Adam moment forgotten
+            "return int(gib * 2**30) // 4",  # the weights only
+            "return gib * 2**30 / 16"],  # not a whole number
     "7.4": ["fixed = (V + P + S) * C + 2 * C + C * C + C\n"
             "return (budget - fixed) // (4 * C * C + 2 * C * F + 9 * C + F)",  # up to the budget; negative when none fit
             "fixed = (V + P + S) * C + 2 * C\n"

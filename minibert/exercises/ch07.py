@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import sys
 
 from . import ExerciseError, expect, not_done, passed
@@ -43,8 +42,8 @@ def check_mqa_layer_parameters(fn) -> None:
 def _refuser(exercise: str):
     def refuse(*args, **kwargs):
         raise ExerciseError(f"Exercise {exercise}: this exercise asks for the count from the formulas: the answer "
-                            "called count_parameters "
-                            "(or a helper of it), or counted a model's parameters, which the exercise forbids.\n"
+                            "called count_parameters (or a helper of it), or counted a model's parameters, which the "
+                            "exercise forbids.\n"
                             "Hint: add up the formulas of the chapter's table with plain arithmetic.")
     return refuse
 
@@ -88,21 +87,23 @@ def check_colleague_parameters(fn) -> None:
     passed("7.2")
 
 
-def check_adam_training_gib(fn) -> None:
+def check_largest_trainable(fn) -> None:
     not_done(fn, "7.3")
-    for n in (109_482_240, 335_141_888, 1_000_000, 1):  # large first: a wrong answer shows a readable number
-        want = n * 16 / 2**30  # 4 float32 numbers per parameter
-        have = fn(n)
-        expect(isinstance(have, (int, float)), "7.3", f"adam_training_gib({n}) returned {have!r}, not a number.",
-               "return the size in GiB as a float.")
-        if math.isclose(have, n * 16 / 1e9, rel_tol=1e-9):
+    for gib in (16, 80, 24, 1.5, 1):
+        want = int(gib * 2**30) // 16  # 4 float32 numbers per parameter: weight, gradient, 2 moments
+        have = fn(gib)
+        expect(isinstance(have, int) and not isinstance(have, bool), "7.3",
+               f"largest_trainable({gib}) returned {have!r}, not a whole number of parameters.",
+               "round down to an int: a model cannot have part of a parameter.")
+        if have == int(gib * 10**9) // 16:
             hint = "a GiB is 2**30 bytes, not 10**9."
-        elif math.isclose(have, n * 12 / 2**30, rel_tol=1e-9) or math.isclose(have, n * 8 / 2**30, rel_tol=1e-9):
-            hint = "count four numbers per parameter: the weight, its gradient and Adam's two moments."
+        elif have in (int(gib * 2**30) // 4, int(gib * 2**30) // 8, int(gib * 2**30) // 12):
+            hint = "count four numbers per parameter: the weight, its gradient and Adam's two moments, 4 bytes each."
+        elif have == want + 1:
+            hint = "round down: one more parameter no longer fits."
         else:
-            hint = "4 numbers per parameter × 4 bytes each (float32), divided by 2**30."
-        expect(math.isclose(have, want, rel_tol=1e-9), "7.3",
-               f"adam_training_gib({n:,}) returned {have:.4g}, expected {want:.4g}.", hint)
+            hint = "gib · 2**30 bytes, divided by 16 bytes per parameter, rounded down."
+        expect(have == want, "7.3", f"largest_trainable({gib}) returned {have:,}, expected {want:,}.", hint)
     passed("7.3")
 
 
