@@ -116,6 +116,9 @@ def test_untied_masked_lm():
         for name, p in model.named_parameters():
             listed[_component(name)] += p.numel()
         assert dict(listed) == count_parameters(c, head=head, tie_word_embeddings=False).breakdown
+    with torch.device("meta"):  # minibert's own masked-LM model, untied the same way (chapter 06)
+        ours = BertForMaskedLM(c, tie_word_embeddings=False)
+    assert numel(ours) == untied.total
 
 
 def test_untied_bert_base_masked_lm_is_transformers_count():
