@@ -158,6 +158,8 @@ def test_untied_masked_lm_is_transformers_count():
     calc = parameter_calculator()
     control(calc, "Head").value = "mlm"
     control(calc, "Tied MLM decoder").value = False
+    assert "V·C + V" in control(calc, "Tied MLM decoder").tooltip  # the control says what untying adds
+    assert "V·C + V = 30,522·768 + 30,522" in shown_text(calc)  # and so does the decoder's row
     with torch.device("meta"):
         model = transformers.BertForMaskedLM(transformers.BertConfig(tie_word_embeddings=False))
     assert shown_total(calc) == sum(p.numel() for p in model.parameters()) == 132_985_716
