@@ -85,9 +85,7 @@ def _component(name: str) -> str:
     key = ".".join(parts)
     if key == "cls.predictions":  # the output bias, a parameter of the head itself
         return "cls.predictions.bias"
-    if key == "cls.predictions.decoder":  # the decoder's own bias is cls.predictions.bias when shared
-        return "cls.predictions.bias" if name.endswith("bias") else "cls.predictions.decoder.weight"
-    return key
+    return key  # an untied decoder lists its own weight and bias: "cls.predictions.decoder"
 
 
 @pytest.mark.parametrize("head", [None, "mlm", "pretraining", ("classification", 4)])
@@ -105,21 +103,29 @@ def test_breakdown_matches_named_parameters(head):
 
 def test_untied_masked_lm():
     c = BertConfig.from_preset("bert-mini")
-    V, d = c.vocab_size, c.hidden_size
+    V, C = c.vocab_size, c.hidden_size
     tied, untied = count_parameters(c, head="mlm"), count_parameters(c, head="mlm", tie_word_embeddings=False)
-    assert untied.total - tied.total == V * d
+    assert untied.total - tied.total == V * C + V  # the decoder's own weight and its own bias
     for head in ("mlm", "pretraining"):
         model = build(c, head, ours=False, tied=False)
         lm = model.cls.predictions
         assert lm.decoder.weight is not model.bert.embeddings.word_embeddings.weight
-        # transformers 5 leaves cls.predictions.bias unshared (and unused) when untied: one extra V
-        extra = 0 if lm.decoder.bias is lm.bias else V
-        assert numel(model) == count_parameters(c, head=head, tie_word_embeddings=False).total + extra
-    # minibert's head, untied by hand: a separate decoder weight adds exactly V·d
+        assert lm.decoder.bias is not lm.bias  # transformers 5 keeps both biases when untied
+        assert numel(model) == count_parameters(c, head=head, tie_word_embeddings=False).total
+        listed = defaultdict(int)
+        for name, p in model.named_parameters():
+            listed[_component(name)] += p.numel()
+        assert dict(listed) == count_parameters(c, head=head, tie_word_embeddings=False).breakdown
+    with torch.device("meta"):  # minibert's own masked-LM model, untied the same way (chapter 06)
+        ours = BertForMaskedLM(c, tie_word_embeddings=False)
+    assert numel(ours) == untied.total
+
+
+def test_untied_bert_base_masked_lm_is_transformers_count():
     with torch.device("meta"):
-        mlm = BertForMaskedLM(c)
-    mlm.cls.predictions.decoder.weight = torch.nn.Parameter(torch.empty(V, d, device="meta"))
-    assert numel(mlm) == untied.total
+        model = transformers.BertForMaskedLM(transformers.BertConfig(tie_word_embeddings=False))
+    assert numel(model) == 132_985_716  # not 132,955,194: the decoder's own bias of V = 30,522 counts too
+    assert count_parameters("bert-base-uncased", head="mlm", tie_word_embeddings=False).total == numel(model)
 
 
 def test_bytes_and_groups():
@@ -196,21 +202,57 @@ def test_random_configs_match_transformers(c, head, pooler):
         assert numel(build(c, head, ours=False)) == count_parameters(c, head=head).total
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(small_configs(), st.sampled_from(["mlm", "pretraining"]))
+def test_random_untied_configs_match_transformers(c, head):
+    assert numel(build(c, head, ours=False, tied=False)) == \
+        count_parameters(c, head=head, tie_word_embeddings=False).total
+
+
 def test_exercise_checks_accept_right_and_reject_wrong_answers():
     from minibert.exercises import ExerciseError, ch07
 
-    ch07.check_layer_parameters(lambda d, f: 4 * d * d + 2 * d * f + 9 * d + f)
+    def mqa(C, F, H):
+        D = C // H
+        return (C * C + C) + 2 * (C * D + D) + (C * C + C) + 2 * C + (C * F + F) + (F * C + C) + 2 * C
+
+    ch07.check_mqa_layer_parameters(mqa)
+    with pytest.raises(ExerciseError, match="BERT's layer"):
+        ch07.check_mqa_layer_parameters(lambda C, F, H: 4 * C * C + 2 * C * F + 9 * C + F)
     with pytest.raises(ExerciseError, match="biases"):
-        ch07.check_layer_parameters(lambda d, f: 4 * d * d + 2 * d * f + 4 * d)  # weights and LayerNorms only
-    colleague = 50_000 * 768 + 512 * 768 + 2 * 768 + 2 * 768 + 12 * 7_087_872
-    ch07.check_colleague_total(colleague)
+        ch07.check_mqa_layer_parameters(lambda C, F, H: mqa(C, F, H) - 2 * (C // H))
+
+    def colleague(V):
+        return (V + 512 + 2) * 768 + 2 * 768 + 12 * 7_087_872
+
+    ch07.check_colleague_parameters(colleague)
     with pytest.raises(ExerciseError, match="pooler"):
-        ch07.check_colleague_total(colleague + 768 * 768 + 768)
-    with pytest.raises(ExerciseError, match="7.2"):
-        ch07.check_colleague_total(colleague - 1)
-    ch07.check_adam_training_gib(lambda n: 16 * n / 2**30)
+        ch07.check_colleague_parameters(lambda V: colleague(V) + 768 * 768 + 768)
+    with pytest.raises(ExerciseError, match="forbids"):  # the shortcut the prompt forbids
+        ch07.check_colleague_parameters(lambda V: count_parameters(BertConfig(vocab_size=V), pooler=False).total)
+    assert count_parameters("bert-tiny").total == 4_385_920  # put back after the check
+    assert numel(build(BertConfig.from_preset("bert-tiny"), None, ours=True)) == 4_385_920
+
+    ch07.check_largest_trainable(lambda gib: int(gib * 2**30) // 16)
+    assert int(16 * 2**30) // 16 == 1_073_741_824  # a 16 GiB GPU: about 1.07 billion parameters
     with pytest.raises(ExerciseError, match="2\\*\\*30"):
-        ch07.check_adam_training_gib(lambda n: 16 * n / 1e9)
-    ch07.check_max_layers(10)  # 16,154,112 + 10 · 3,152,384 = 47,677,952 < 50M; 11 layers: 50,830,336
-    with pytest.raises(ExerciseError, match="7.4"):
-        ch07.check_max_layers(11)
+        ch07.check_largest_trainable(lambda gib: int(gib * 10**9) // 16)
+    with pytest.raises(ExerciseError, match="four numbers"):
+        ch07.check_largest_trainable(lambda gib: int(gib * 2**30) // 4)
+    with pytest.raises(ExerciseError, match="int"):
+        ch07.check_largest_trainable(lambda gib: gib * 2**30 / 16)
+
+    def max_layers(budget, V, P, S, C, F):
+        fixed = (V + P + S) * C + 2 * C + C * C + C
+        return max(0, (budget - 1 - fixed) // (4 * C * C + 2 * C * F + 9 * C + F))
+
+    ch07.check_max_layers(max_layers)
+    assert max_layers(50_000_000, 30_522, 512, 2, 512, 2048) == 10  # 16,154,112 + 10 · 3,152,384 < 50M < + 11
+    with pytest.raises(ExerciseError, match="exactly the budget"):
+        ch07.check_max_layers(lambda b, V, P, S, C, F: max(0, (b - (V + P + S) * C - 2 * C - C * C - C)
+                                                           // (4 * C * C + 2 * C * F + 9 * C + F)))
+    with pytest.raises(ExerciseError, match="forbids"):
+        ch07.check_max_layers(lambda b, V, P, S, C, F: next(
+            L for L in range(10**6) if count_parameters(BertConfig(
+                vocab_size=V, max_position_embeddings=P, type_vocab_size=S, hidden_size=C, num_attention_heads=1,
+                intermediate_size=F, num_hidden_layers=L + 1)).total >= b))

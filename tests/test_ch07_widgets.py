@@ -69,7 +69,7 @@ def test_setting_controls_matches_transformers():
     control(calc, "Positions").value = 128
     control(calc, "Types").value = 3
     control(calc, "Heads").value = 6
-    assert control(calc, "Preset").value == "(custom)"
+    assert control(calc, "Preset").value is None  # a custom config: no preset shown
     assert shown_total(calc) == hf_numel(num_hidden_layers=6, hidden_size=384, intermediate_size=1536,
                                          vocab_size=1000, max_position_embeddings=128, type_vocab_size=3,
                                          num_attention_heads=6)
@@ -137,7 +137,7 @@ def test_comparison():
 def test_config_argument():
     cfg = BertConfig(hidden_size=64, num_attention_heads=4, num_hidden_layers=2, intermediate_size=100)
     calc = parameter_calculator(cfg)
-    assert control(calc, "Preset").value == "(custom)"
+    assert control(calc, "Preset").value is None
     assert shown_total(calc) == hf_numel(hidden_size=64, num_attention_heads=4, num_hidden_layers=2,
                                          intermediate_size=100)
 
@@ -152,3 +152,96 @@ def test_update_is_fast():
         times.append(time.perf_counter() - start)
     times.sort()
     assert times[len(times) // 2] < 0.050, f"median update {times[len(times) // 2] * 1000:.1f} ms"
+
+
+def test_untied_masked_lm_is_transformers_count():
+    calc = parameter_calculator()
+    control(calc, "Head").value = "mlm"
+    control(calc, "Tied MLM decoder").value = False
+    assert "V·C + V" in control(calc, "Tied MLM decoder").tooltip  # the control says what untying adds
+    assert "V·C + V = 30,522·768 + 30,522" in shown_text(calc)  # and so does the decoder's row
+    with torch.device("meta"):
+        model = transformers.BertForMaskedLM(transformers.BertConfig(tie_word_embeddings=False))
+    assert shown_total(calc) == sum(p.numel() for p in model.parameters()) == 132_985_716
+    control(calc, "Head").value = "pretraining"
+    with torch.device("meta"):
+        model = transformers.BertForPreTraining(transformers.BertConfig(tie_word_embeddings=False))
+    assert shown_total(calc) == sum(p.numel() for p in model.parameters())
+
+
+def test_controls_that_cannot_change_the_count_are_disabled():
+    calc = parameter_calculator()
+    live = {}
+    for head in ("none", "mlm", "pretraining", "classification"):
+        control(calc, "Head").value = head
+        live[head] = {d for d in ("Pooler", "Tied MLM decoder", "Labels") if not control(calc, d).disabled}
+        # and a disabled control really changes nothing
+        for d in {"Pooler", "Tied MLM decoder", "Labels"} - live[head]:
+            before, w = shown_total(calc), control(calc, d)
+            old = w.value
+            w.value = (not old) if isinstance(old, bool) else 50
+            assert shown_total(calc) == before, (head, d)
+            w.value = old
+    assert live == {"none": {"Pooler"}, "mlm": {"Tied MLM decoder"}, "pretraining": {"Tied MLM decoder"},
+                    "classification": {"Labels"}}
+
+
+def test_back_to_no_head_restores_the_chosen_pooler():
+    calc = parameter_calculator()
+    control(calc, "Pooler").value = False
+    control(calc, "Head").value = "classification"
+    assert control(calc, "Pooler").value is True  # the classifier reads the pooler
+    control(calc, "Head").value = "none"
+    assert control(calc, "Pooler").value is False
+    with torch.device("meta"):
+        model = transformers.BertModel(transformers.BertConfig(), add_pooling_layer=False)
+    assert shown_total(calc) == sum(p.numel() for p in model.parameters())
+
+
+def test_sliders_and_boxes_update_while_dragging_or_typing():
+    calc = parameter_calculator()
+    for description in ("Layers", "Hidden", "Heads", "Intermediate"):
+        assert isinstance(control(calc, description), widgets.IntSlider), description
+    for w in (*calc.fields.values(), control(calc, "Labels")):
+        assert w.continuous_update, w.description
+    # boxes do not clamp: an impossible size shows the config's own message
+    control(calc, "Vocab").value = 0
+    assert shown_total(calc) is None and "vocab_size must be a positive integer, got 0" in shown_text(calc)
+    control(calc, "Vocab").value = 20_000_000
+    assert shown_total(calc) == hf_numel(vocab_size=20_000_000)
+
+
+def test_a_config_beyond_the_slider_range_widens_it():
+    calc = parameter_calculator(BertConfig(num_hidden_layers=100))
+    assert control(calc, "Layers").value == 100
+    assert shown_total(calc) == hf_numel(num_hidden_layers=100)
+
+
+def _evaluate(expression: str) -> int:
+    """'12·3·(768² + 768)' -> 21,261,312, by Python arithmetic on the text the page shows."""
+    python = expression.replace(",", "").replace("·", "*").replace("²", "**2")
+    assert re.fullmatch(r"[0-9*+() ]+", python), expression
+    return eval(python)
+
+
+@pytest.mark.parametrize("head", ["none", "mlm", "pretraining", "classification"])
+def test_each_row_shows_its_formula_with_the_numbers_that_give_its_count(head):
+    calc = parameter_calculator("bert-mini")
+    control(calc, "Head").value = head
+    control(calc, "Labels").value = 7
+    if head != "none":
+        control(calc, "Tied MLM decoder").value = False
+    rows = re.findall(r"<code>([^<]*)</code></span><span>([0-9,]+) \([^)]*\)</span>"
+                      r"<span class='minibert-formula'>([^<]*)</span>", calc.breakdown.value)
+    assert len(rows) == len(calc.count.breakdown)
+    for key, shown, formula in rows:
+        letters, numbers = formula.split(" = ")
+        assert _evaluate(numbers) == int(shown.replace(",", "")) == calc.count.breakdown[html_unescape(key)], key
+    layer = re.search(r"one layer = [^=]+ = ([^=]+) = ([0-9,]+)", calc.layer.value)
+    assert _evaluate(layer.group(1)) == int(layer.group(2).replace(",", "")) == 256 * 256 * 4 + 2 * 256 * 1024 \
+        + 9 * 256 + 1024
+
+
+def html_unescape(text: str) -> str:
+    import html
+    return html.unescape(text)

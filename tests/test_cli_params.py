@@ -31,6 +31,8 @@ def test_table_for_a_preset():
     assert lines["total"] == f"{hf_numel():,}" == "109,482,240"
     assert lines["pooler.dense"] == f"{768 * 768 + 768:,}"
     assert lines["embeddings.word_embeddings"] == f"{30522 * 768:,}"
+    # the sizes in the course's letters (chapter 00): C hidden, H heads, F feed-forward, S token types
+    assert "V=30522 C=768 L=12 H=12 F=3072 P=512 S=2" in out.stdout
 
 
 def test_json_for_every_head():

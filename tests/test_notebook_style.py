@@ -17,13 +17,6 @@ BOOK = load_book(Path(__file__).resolve().parent.parent)
 CHAPTERS = list(BOOK.chapters)
 MAX_LINES = 40
 
-# Chapters whose long cells are split by issue 16 (chapters 05-09: assembling BERT, heads, counting
-# parameters, real weights). Their long cells are measured and reported, not failed. Remove a notebook from
-# this set as soon as its cells are short; the last test below insists on it, so the set only shrinks.
-PENDING_ISSUE_16 = {
-    "notebooks/07_counting_parameters.ipynb",
-}
-
 
 def non_blank_lines(source) -> int:
     text = "".join(source) if isinstance(source, list) else source
@@ -47,19 +40,8 @@ def test_counting_ignores_blank_lines():
 def test_no_code_cell_is_longer_than_40_non_blank_lines(chapter):
     found = long_cells(chapter.notebook)
     listing = ", ".join(f"cell {n} ({cell_id}): {lines} lines" for n, cell_id, lines in found)
-    if chapter.notebook in PENDING_ISSUE_16:
-        print(f"{chapter.notebook} (pending issue 16): {listing or 'no long cell'}")
-        return
     assert not found, (f"{chapter.notebook}: code cells longer than {MAX_LINES} non-blank lines: {listing}. "
                        f"Split each into smaller steps, each followed by the cell that proves it.")
-
-
-def test_pending_list_names_only_chapters_that_still_have_a_long_cell():
-    notebooks = {c.notebook for c in CHAPTERS}
-    unknown = sorted(PENDING_ISSUE_16 - notebooks)
-    assert not unknown, f"PENDING_ISSUE_16 names notebooks that are not in book.toml: {unknown}"
-    done = sorted(nb for nb in PENDING_ISSUE_16 if not long_cells(nb))
-    assert not done, f"these notebooks have no long cell any more; remove them from PENDING_ISSUE_16: {done}"
 
 
 # ------------------------------------------------------------------ re-running a cell repeats its output

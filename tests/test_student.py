@@ -109,6 +109,26 @@ WRONG_ANSWERS = {
             "C, L, H = config.hidden_size, config.num_hidden_layers, config.num_attention_heads\nT = 1\n"
             "while L * H * T * T < T * C + 2 * L * T * C:\n    T += 1\nreturn T",  # half, not more than half
             "return 128"],  # the printed example
+    "7.1": ["return 4 * C * C + 2 * C * F + 9 * C + F",  # BERT's layer: key and value C wide
+            "D = C // H\nreturn 2 * (C * C + C) + 2 * C * D + 4 * C + 2 * C * F + F + C",  # key, value biases left out
+            "return 2 * (C * C + C) + 2 * (C * H + H) + 4 * C + 2 * C * F + F + C"],  # H columns instead of D
+    "7.2": ["return count_parameters(BertConfig(vocab_size=V), pooler=False).total",  # the forbidden shortcut
+            "with torch.device('meta'):\n    model = BertModel(BertConfig(vocab_size=V))\n"
+            "return sum(p.numel() for p in model.parameters()) - (768 * 768 + 768)",  # counting a built model
+            "return (V + 512 + 2) * 768 + 2 * 768 + 12 * (4 * 768 * 768 + 2 * 768 * 3072 + 9 * 768 + 3072)"
+            " + 768 * 768 + 768",  # the pooler counted
+            "return (V + 512) * 768 + 12 * (4 * 768 * 768 + 2 * 768 * 3072 + 9 * 768 + 3072)"],  # token types, LN
+    "7.3": ["return int(gib * 10**9) // 16",  # GB, not GiB
+            "return int(gib * 2**30) // 12",  # one Adam moment forgotten
+            "return int(gib * 2**30) // 4",  # the weights only
+            "return gib * 2**30 / 16"],  # not a whole number
+    "7.4": ["fixed = (V + P + S) * C + 2 * C + C * C + C\n"
+            "return (budget - fixed) // (4 * C * C + 2 * C * F + 9 * C + F)",  # up to the budget; negative when none fit
+            "fixed = (V + P + S) * C + 2 * C\n"
+            "return max(0, (budget - 1 - fixed) // (4 * C * C + 2 * C * F + 9 * C + F))",  # the pooler forgotten
+            "L = 0\nwhile count_parameters(BertConfig(vocab_size=V, max_position_embeddings=P, type_vocab_size=S,\n"
+            "        hidden_size=C, num_attention_heads=1, intermediate_size=F, num_hidden_layers=L + 1)).total < budget:\n"
+            "    L += 1\nreturn L"],  # the forbidden shortcut
     # Exercises whose answer works in place (returns None) or is mostly empty lists get no generic wrong answer.
     "6.1": ["return last_hidden_state[:, 0] @ weight.T + bias",  # seed 001's slip: the raw [CLS] row, no pooler
             "pooled = torch.tanh(last_hidden_state[:, 0] @ pooler_weight + pooler_bias)\n"

@@ -21,10 +21,16 @@ def _cmd_sync(book, args) -> int:
 
 
 def _cmd_check(book, args) -> int:
-    from .mirror import drifted
+    from .mirror import drifted, missing_widget_state
 
     problems = drifted(book)
+    widgets = missing_widget_state(book)
+    for message in widgets:
+        print(f"minibert check: {message}", file=sys.stderr)
     if not problems:
+        if widgets:
+            print("minibert check: FAILED, stored widget state is missing (see above).", file=sys.stderr)
+            return 1
         print(f"minibert check: the package matches the notebooks ({len(book.chapters)} chapters)")
         return 0
     for p in problems:
@@ -162,9 +168,9 @@ def _cmd_params(book, args) -> int:
     pooler = "with" if "pooler.dense" in count.breakdown else "without"
     width = max(len(k) for k in count.breakdown) + 2
     lines = [f"{source}: {model}, {pooler} pooler",
-             f"  V={config.vocab_size} d={config.hidden_size} L={config.num_hidden_layers} "
-             f"A={config.num_attention_heads} f={config.intermediate_size} P={config.max_position_embeddings} "
-             f"T={config.type_vocab_size}", "",
+             f"  V={config.vocab_size} C={config.hidden_size} L={config.num_hidden_layers} "
+             f"H={config.num_attention_heads} F={config.intermediate_size} P={config.max_position_embeddings} "
+             f"S={config.type_vocab_size}", "",
              f"{'component':{width}} {'parameters':>15} {'share':>7}"]
     lines += [f"{k:{width}} {v:>15,} {v / count.total:>7.1%}" for k, v in count.breakdown.items()]
     lines += [f"{'total':{width}} {count.total:>15,}", f"{'non-embedding':{width}} {count.non_embedding:>15,}",

@@ -421,3 +421,37 @@ def sync(book: Book, *, force: bool = False) -> list[str]:
     for tmp in stray_temporaries(book):
         book.path(tmp).unlink(missing_ok=True)
     return list(changed)
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+def missing_widget_state(book: Book) -> list[str]:
+    """One message per chapter that displays widgets without their stored state, else [].
+
+    The book draws a widget from the state `minibert run` stores in the notebook's metadata ("widgets"); a save
+    from a live JupyterLab session can drop that state while keeping the outputs that point at it, and the book
+    then shows the widget's Python repr instead. nbval does not compare that metadata, so this check does.
+    """
+    problems = []
+    for chapter in book.chapters:
+        try:
+            nb = json.loads(book.path(chapter.notebook).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # a missing or broken notebook is reported by the module check
+        views = [out["data"][WIDGET_VIEW].get("model_id") for cell in nb.get("cells", [])
+                 if cell.get("cell_type") == "code" for out in cell.get("outputs", [])
+                 if isinstance(out.get("data"), dict) and isinstance(out["data"].get(WIDGET_VIEW), dict)]
+        if not views:
+            continue
+        widgets = nb.get("metadata", {}).get("widgets")
+        state = widgets.get(WIDGET_STATE, {}).get("state", {}) if isinstance(widgets, dict) else {}
+        missing = [m for m in views if not isinstance(state, dict) or m not in state]
+        if missing:
+            what = ("no widget state in its metadata" if not state else
+                    f"no stored state for {len(missing)} of its {len(views)} displayed widgets")
+            problems.append(f"{chapter.notebook} displays widgets but has {what} (a live session's save drops "
+                            f"it, and the book then shows text instead of the widgets): run "
+                            f"`minibert run {chapter.number:02d}` to store it again")
+    return problems

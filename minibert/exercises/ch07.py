@@ -2,81 +2,133 @@
 
 from __future__ import annotations
 
-import math
+import contextlib
+import sys
 
-from . import expect, not_done, passed
+from . import ExerciseError, expect, not_done, passed
 
 
-def _encoder_layer_numel(d: int, f: int) -> int:
-    # torch's own encoder layer has the same parts as BERT's (q, k, v and output projections, two linear
-    # layers, two LayerNorms), stored differently: an independent count built on the meta device.
+def _mqa_layer_numel(C: int, F: int, H: int) -> int:
+    # The layer's modules built on the meta device and counted by torch: an independent count, not a formula.
     import torch
     from torch import nn
 
+    D = C // H
     with torch.device("meta"):
-        layer = nn.TransformerEncoderLayer(d, nhead=1, dim_feedforward=f)
+        layer = nn.ModuleList([nn.Linear(C, C), nn.Linear(C, D), nn.Linear(C, D), nn.Linear(C, C), nn.LayerNorm(C),
+                               nn.Linear(C, F), nn.Linear(F, C), nn.LayerNorm(C)])
     return sum(p.numel() for p in layer.parameters())
 
 
-def check_layer_parameters(fn) -> None:
+def check_mqa_layer_parameters(fn) -> None:
     not_done(fn, "7.1")
-    for d, f in ((768, 3072), (1024, 4096), (4, 7), (1, 1)):
-        want = _encoder_layer_numel(d, f)
-        have = fn(d, f)
-        weights_only = 4 * d * d + 2 * d * f + 4 * d
-        hint = ("count the biases: every Linear(i, o) has o of them (four in attention, f + d in the feed-forward)."
-                if have == weights_only else
-                "attention: 4 Linear(d, d); feed-forward: Linear(d, f) and Linear(f, d); plus two LayerNorms of 2d.")
-        expect(have == want, "7.1", f"layer_parameters({d}, {f}) returned {have!r}, expected {want:,}.", hint)
+    for C, F, H in ((768, 3072, 12), (1024, 4096, 16), (384, 1536, 6), (12, 7, 3), (8, 5, 1)):
+        want, have = _mqa_layer_numel(C, F, H), fn(C, F, H)
+        D = C // H
+        bert = 4 * C * C + 2 * C * F + 9 * C + F
+        if have == bert and H > 1:
+            hint = "that is BERT's layer: here key and value are one head wide, Linear(C, D) with D = C / H."
+        elif have == want - 2 * D:
+            hint = "count the biases of the key and value projections: D each."
+        elif have == want - 2 * C * D + 2 * C * H:
+            hint = "key and value have D = C / H output features, not H."
+        else:
+            hint = ("query and output dense: Linear(C, C); key and value: Linear(C, D), D = C / H; feed-forward: "
+                    "Linear(C, F) and Linear(F, C); two LayerNorms of 2C; every Linear has a bias.")
+        expect(have == want, "7.1", f"mqa_layer_parameters({C}, {F}, {H}) returned {have!r}, expected {want:,}.", hint)
     passed("7.1")
 
 
-def _base_like(V: int, P: int = 512, T: int = 2, d: int = 768, f: int = 3072, L: int = 12) -> tuple[int, int]:
-    """(encoder without pooler, pooler), by plain arithmetic."""
-    embeddings = V * d + P * d + T * d + 2 * d
-    per_layer = (3 * (d * d + d) + (d * d + d) + 2 * d) + ((d * f + f) + (f * d + d) + 2 * d)
-    return embeddings + L * per_layer, d * d + d
+def _refuser(exercise: str):
+    def refuse(*args, **kwargs):
+        raise ExerciseError(f"Exercise {exercise}: this exercise asks for the count from the formulas: the answer "
+                            "called count_parameters (or a helper of it), or counted a model's parameters, which the "
+                            "exercise forbids.\n"
+                            "Hint: add up the formulas of the chapter's table with plain arithmetic.")
+    return refuse
 
 
-def check_colleague_total(answer) -> None:
-    not_done(answer, "7.2")
-    want, pooler = _base_like(50_000)
-    expect(answer != want + pooler, "7.2", f"{answer!r} includes the pooler.",
-           "the colleague's model has no pooler: leave out its d² + d.")
-    expect(answer != 30522 * 768 + want - 50_000 * 768, "7.2", f"{answer!r} is BERT-base's vocabulary (30,522).",
-           "the word-embedding table has one row of d = 768 per token: 50,000 rows here.")
-    expect(answer == want, "7.2", f"got {answer!r}, expected a different number of parameters.",
-           "embeddings V·d + P·d + T·d + 2d, plus L · (4d² + 2·d·f + 9d + f); no pooler.")
+@contextlib.contextmanager
+def _by_formula_only(fn, exercise: str):
+    """count_parameters (under any name the answer can reach it by) and counting a model's parameters fail."""
+    from torch import nn
+
+    from .ch03 import forbidding
+
+    targets = [(nn.Module, "parameters"), (nn.Module, "named_parameters")]
+    for module in list(sys.modules.values()):
+        if getattr(module, "__name__", "").startswith("minibert"):
+            targets += [(module, name) for name in ("count_parameters", "encoder_breakdown") if hasattr(module, name)]
+    named = ("count_parameters", "encoder_breakdown", "parameter_calculator", "numel")
+    with forbidding(fn, targets, _refuser(exercise), named=named):
+        yield
+
+
+def _bert_model(V: int, P: int, S: int, C: int, F: int, L: int) -> tuple[int, int]:
+    """(BertModel without the pooler, the pooler), by plain arithmetic."""
+    embeddings = V * C + P * C + S * C + 2 * C
+    per_layer = (3 * (C * C + C) + (C * C + C) + 2 * C) + ((C * F + F) + (F * C + C) + 2 * C)
+    return embeddings + L * per_layer, C * C + C
+
+
+def check_colleague_parameters(fn) -> None:
+    not_done(fn, "7.2")
+    for V in (50_000, 30_522, 1, 250_000):
+        want, pooler = _bert_model(V, 512, 2, 768, 3072, 12)
+        with _by_formula_only(fn, "7.2"):
+            have = fn(V)
+        expect(have != want + pooler, "7.2", f"colleague_parameters({V:,}) = {have!r} includes the pooler.",
+               "the colleague's model has no pooler: leave out its C² + C.")
+        expect(V == 30_522 or have != _bert_model(30_522, 512, 2, 768, 3072, 12)[0], "7.2",
+               f"colleague_parameters({V:,}) = {have!r} is BERT-base's vocabulary (30,522), whatever V is.",
+               "the word-embedding table has one row of C = 768 per token: V rows.")
+        expect(have == want, "7.2", f"colleague_parameters({V:,}) returned {have!r}, expected {want:,}.",
+               "embeddings V·C + P·C + S·C + 2C, plus L · (4C² + 2·C·F + 9C + F); no pooler.")
     passed("7.2")
 
 
-def check_adam_training_gib(fn) -> None:
+def check_largest_trainable(fn) -> None:
     not_done(fn, "7.3")
-    for n in (1, 1_000_000, 109_482_240, 335_141_888):
-        want = n * 16 / 2**30  # 4 float32 numbers per parameter
-        have = fn(n)
-        expect(isinstance(have, (int, float)), "7.3", f"adam_training_gib({n}) returned {have!r}, not a number.",
-               "return the size in GiB as a float.")
-        if math.isclose(have, n * 16 / 1e9, rel_tol=1e-9):
+    for gib in (16, 80, 24, 1.5, 1):
+        want = int(gib * 2**30) // 16  # 4 float32 numbers per parameter: weight, gradient, 2 moments
+        have = fn(gib)
+        expect(isinstance(have, int) and not isinstance(have, bool), "7.3",
+               f"largest_trainable({gib}) returned {have!r}, not a whole number of parameters.",
+               "round down to an int: a model cannot have part of a parameter.")
+        if have == int(gib * 10**9) // 16:
             hint = "a GiB is 2**30 bytes, not 10**9."
-        elif math.isclose(have, n * 12 / 2**30, rel_tol=1e-9) or math.isclose(have, n * 8 / 2**30, rel_tol=1e-9):
-            hint = "count four numbers per parameter: the weight, its gradient and Adam's two moments."
+        elif have in (int(gib * 2**30) // 4, int(gib * 2**30) // 8, int(gib * 2**30) // 12):
+            hint = "count four numbers per parameter: the weight, its gradient and Adam's two moments, 4 bytes each."
+        elif have == want + 1:
+            hint = "round down: one more parameter no longer fits."
         else:
-            hint = "4 numbers per parameter × 4 bytes each (float32), divided by 2**30."
-        expect(math.isclose(have, want, rel_tol=1e-9), "7.3",
-               f"adam_training_gib({n:,}) returned {have!r}, expected {want:.6f}.", hint)
+            hint = "gib · 2**30 bytes, divided by 16 bytes per parameter, rounded down."
+        expect(have == want, "7.3", f"largest_trainable({gib}) returned {have:,}, expected {want:,}.", hint)
     passed("7.3")
 
 
-def check_max_layers(max_layers) -> None:
-    not_done(max_layers, "7.4")
-    encoder_no_layers, pooler = _base_like(30522, d=512, f=2048, L=0)
-    per_layer = _base_like(30522, d=512, f=2048, L=1)[0] - encoder_no_layers
-    fixed = encoder_no_layers + pooler
-    want = (50_000_000 - 1 - fixed) // per_layer  # the largest L with fixed + L · per_layer < 50M
-    expect(isinstance(max_layers, int) and not isinstance(max_layers, bool), "7.4",
-           f"max_layers should be a whole number of layers, got {max_layers!r}.", "store an int.")
-    expect(max_layers == want, "7.4",
-           f"max_layers = {max_layers}: that gives {fixed + max_layers * per_layer:,} parameters.",
-           f"the embeddings and pooler take {fixed:,}; each layer adds {per_layer:,}; stay under 50,000,000.")
+def check_max_layers(fn) -> None:
+    not_done(fn, "7.4")
+    cases = [(50_000_000, 30_522, 512, 2, 512, 2048), (110_000_000, 30_522, 512, 2, 768, 3072),
+             (10**12, 30_522, 512, 2, 1024, 4096), (1_000_000, 30_522, 512, 2, 768, 3072)]
+    no_layers, pooler = _bert_model(30_522, 512, 2, 768, 3072, 0)
+    one_layer = _bert_model(30_522, 512, 2, 768, 3072, 1)[0] - no_layers
+    cases.append((no_layers + pooler + 5 * one_layer, 30_522, 512, 2, 768, 3072))  # exactly 5 layers: not under
+    for budget, V, P, S, C, F in cases:
+        fixed = sum(_bert_model(V, P, S, C, F, 0))
+        per_layer = _bert_model(V, P, S, C, F, 1)[0] - _bert_model(V, P, S, C, F, 0)[0]
+        want = max(0, (budget - 1 - fixed) // per_layer)  # the largest L with fixed + L · per_layer < budget
+        with _by_formula_only(fn, "7.4"):
+            have = fn(budget, V, P, S, C, F)
+        call = f"max_layers({budget:,}, {V:,}, {P}, {S}, {C}, {F})"
+        expect(isinstance(have, int) and not isinstance(have, bool), "7.4",
+               f"{call} should be a whole number of layers, got {have!r}.", "return an int.")
+        if have == want + 1 and fixed + have * per_layer == budget:
+            hint = "the model must stay under the budget: exactly the budget is one layer too many."
+        elif have < 0:
+            hint = "when the embeddings and the pooler alone reach the budget, no layer fits: 0."
+        else:
+            hint = (f"the embeddings and the pooler take {fixed:,}; each layer adds {per_layer:,}; stay under "
+                    f"{budget:,}.")
+        expect(have == want, "7.4", f"{call} = {have!r}: that gives {fixed + have * per_layer:,} parameters.", hint)
     passed("7.4")
