@@ -274,9 +274,12 @@ def browser(chromium):
 
 
 def _calculator_page(browser, url: str):
+    import urllib.parse
+
+    origin = "{0.scheme}://{0.netloc}/".format(urllib.parse.urlsplit(url))
     context = browser.new_context(viewport={"width": 1280, "height": 720})
-    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(url)
-                  or route.request.url.startswith(("data:", "blob:")) else route.abort("blockedbyclient"))
+    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith((origin, "data:", "blob:"))
+                  else route.abort("blockedbyclient"))  # offline: nothing leaves this server
     page = context.new_page()
     page.goto(url, timeout=120_000)
     page.locator(".minibert-total").wait_for(timeout=120_000)
@@ -318,3 +321,63 @@ def test_a_closed_tab_frees_its_kernel_an_open_one_keeps_it_a_lost_one_is_culled
     kept_context.close()
     _wait(lambda: running.kernels() == [], cull_idle + 30, "the lost page's kernel was not culled")
     assert "Culling 'idle' kernel" in running.stderr()
+
+
+def _hosting_link(kind: str) -> str:
+    """The urlpath of docs/hosting.md's Binder link for `kind` (lab or voila), decoded."""
+    import urllib.parse
+
+    text = (ROOT / "docs" / "hosting.md").read_text(encoding="utf-8")
+    links = re.findall(r"https://mybinder\.org/v2/gh/OWNER/minibert/HEAD\?urlpath=(\S+?)`", text)
+    paths = [urllib.parse.unquote(link) for link in links]
+    return next(p for p in paths if p.startswith(kind))
+
+
+@needs_proc
+def test_binder_calculator_link_frees_its_kernel_when_its_tab_closes(browser, tmp_path):
+    """On Binder or a JupyterHub, the calculator is Voilà's server extension inside the Jupyter server. Started
+    through Binder's `start` script, the docs' link uses our page template, whose closed tab frees its kernel
+    (with Voilà's own template the kernel stays: no _xsrf cookie, the shutdown is refused)."""
+    import json
+
+    path = _hosting_link("voila/")
+    assert path == "voila/render/app/calculator.ipynb?template=minibert"
+    assert _hosting_link("lab/") == "lab/tree/notebooks" and (ROOT / "notebooks").is_dir()
+    port = app.free_port()
+    base = f"http://127.0.0.1:{port}/"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env.pop("JUPYTER_PATH", None)
+    with open(tmp_path / "server.log", "w") as log:
+        server = subprocess.Popen(["bash", str(ROOT / "start"), sys.executable, "-m", "jupyter", "server",
+                                   "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+                                   "--IdentityProvider.token=classroom", "--allow-root", f"--ServerApp.root_dir={ROOT}"],
+                                  cwd=tmp_path, env=env, stdout=log, stderr=log, start_new_session=True)
+
+        def kernels() -> int:
+            with urllib.request.urlopen(base + "api/kernels?token=classroom", timeout=10) as response:
+                return len(json.load(response))
+
+        context = None
+        try:
+            _wait(lambda: _try(kernels) is not None, 120, "the Jupyter server did not answer")
+            assert kernels() == 0
+            context, page = _calculator_page(browser, base + path + "&token=classroom")
+            assert kernels() == 1
+            assert "_xsrf" in [c["name"] for c in context.cookies()]
+            page.close(run_before_unload=True)
+            _wait(lambda: kernels() == 0, 15, "closing the calculator's tab did not free its kernel")
+        except Exception:
+            print((tmp_path / "server.log").read_text())
+            raise
+        finally:
+            if context is not None:
+                context.close()
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(30)
+
+
+def _try(function):
+    try:
+        return function()
+    except OSError:
+        return None
