@@ -103,8 +103,8 @@ def test_voila_culls_idle_kernels_without_pages_and_never_busy_or_watched_ones()
 def test_the_network_warning_says_who_can_reach_it_and_what_runs():
     text = app.network_warning("192.168.1.20", 8866)
     assert text.startswith("WARNING: minibert app serves the calculator to the network of 192.168.1.20, "
-                           "without a password.")
-    assert "runs\n  app/calculator.ipynb in a new Python kernel on this computer" in text
+                           "with no password.")
+    assert "runs the\n  page's code (app/calculator.ipynb) in a new Python kernel on this computer" in text
     assert text.endswith("Students open: http://192.168.1.20:8866/")
     assert "every network this computer is on" in app.network_warning("0.0.0.0", 8866)
     assert app.app_url(8866, "::1") == "http://[::1]:8866/"
@@ -239,9 +239,9 @@ def test_sigkill_to_minibert_app_stops_voila_and_its_kernel(started):
 def test_ip_every_network_warns_and_serves(started):
     running = started("--ip", "0.0.0.0")
     err = running.stderr()
-    assert "WARNING: minibert app serves the calculator to every network this computer is on, without a password." \
+    assert "WARNING: minibert app serves the calculator to every network this computer is on, with no password." \
         in err, err
-    assert "Use it on a network you trust" in err and "stop it with Ctrl+C" in err
+    assert "Use it only on a network you\n  trust" in err and "stop it with Ctrl+C" in err
     for address in app.network_addresses():  # this computer's own network addresses reach it too
         with socket.create_connection((address, running.port), timeout=5):
             pass

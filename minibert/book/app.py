@@ -16,6 +16,7 @@ Voilà runs in its own session and process group, under minibert/book/voila_guar
 from __future__ import annotations
 
 import errno
+import getpass
 import ipaddress
 import os
 import signal
@@ -228,14 +229,14 @@ def network_warning(host: str, port: int) -> str:
         where = f"the network of {host}"
         urls = app_url(port, host)
     try:
-        user = os.getlogin()
-    except OSError:
-        user = str(os.getuid()) if hasattr(os, "getuid") else "you"
-    return (f"WARNING: minibert app serves the calculator to {where}, without a password.\n"
-            f"  Anyone who can reach this computer there can open it, and every page they open runs\n"
-            f"  {APP_NOTEBOOK} in a new Python kernel on this computer, as user {user}, with your files\n"
-            f"  (Voilà lets a page send widget messages only, not new code). Use it on a network you trust,\n"
-            f"  such as a classroom's, and stop it with Ctrl+C after the lesson.\n"
+        user = getpass.getuser()
+    except Exception:  # no user name in the environment or the password database
+        user = "the user who started it"
+    return (f"WARNING: minibert app serves the calculator to {where}, with no password.\n"
+            f"  Anyone who can reach this computer there can open the page. Each page they open runs the\n"
+            f"  page's code ({APP_NOTEBOOK}) in a new Python kernel on this computer, as user {user}.\n"
+            f"  (Voilà lets a page send widget messages only, not new code.) Use it only on a network you\n"
+            f"  trust, such as a classroom's, and stop it with Ctrl+C after the lesson.\n"
             f"  Students open: {urls}")
 
 
