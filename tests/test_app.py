@@ -245,9 +245,9 @@ def test_ip_every_network_warns_and_serves(started):
     for address in app.network_addresses():  # this computer's own network addresses reach it too
         with socket.create_connection((address, running.port), timeout=5):
             pass
-    running.process.send_signal(signal.SIGTERM)
+    running.process.send_signal(signal.SIGINT)  # Ctrl+C in its terminal (SIGTERM: tests/test_browser.py)
     assert running.process.wait(30) == 0
-    _wait(lambda: not _alive(running.voila), 30, "Voilà still runs after SIGTERM to its parent")
+    _wait(lambda: not _alive(running.voila), 30, "Voilà still runs after Ctrl+C in its parent")
 
 
 # -------------------------------------------------------------------------------------------------- browser
