@@ -301,13 +301,11 @@ def test_a_closed_tab_frees_its_kernel_an_open_one_keeps_it_a_lost_one_is_culled
     closed_context, closed = _calculator_page(browser, running.url)
     two = running.kernels()
     assert len(two) == 2
-    opened = time.monotonic()
     closed.close(run_before_unload=True)
-    _wait(lambda: len(running.kernels()) == 1, 10, "closing the tab did not free its kernel")
-    assert time.monotonic() - opened < cull_idle, "freed by the culler, not by the closed page"
+    _wait(lambda: len(running.kernels()) == 1, 30, "closing the tab did not free its kernel")
     closed_context.close()
-    log = running.stderr()
-    assert "403" not in log and "Culling" not in log, log
+    log = running.stderr()  # the culler logs each kernel it culls (a warning); the closed page's shutdown does not
+    assert "403" not in log and "Culling" not in log, f"freed by the culler, not by the closed page:\n{log}"
 
     # The open page idles past the cull time: its kernel stays, and it still computes.
     time.sleep(cull_idle + 10)
@@ -365,7 +363,7 @@ def test_binder_calculator_link_frees_its_kernel_when_its_tab_closes(browser, tm
             assert kernels() == 1
             assert "_xsrf" in [c["name"] for c in context.cookies()]
             page.close(run_before_unload=True)
-            _wait(lambda: kernels() == 0, 15, "closing the calculator's tab did not free its kernel")
+            _wait(lambda: kernels() == 0, 30, "closing the calculator's tab did not free its kernel")  # no culler here
         except Exception:
             print((tmp_path / "server.log").read_text())
             raise
