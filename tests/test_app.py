@@ -57,7 +57,7 @@ def test_bad_values_are_refused_naming_them(args, named):
 
 def test_an_address_of_another_computer_is_refused_before_voila_starts():
     # 192.0.2.0/24 is reserved for documentation (RFC 5737); 10.255.255.1 is simply not this computer's.
-    ours = {a for a in app.network_addresses()}
+    ours = set(app.network_addresses())
     address = next(a for a in ("10.255.255.1", "198.51.100.7", "203.0.113.9") if a not in ours)
     for port in ("0", "8866"):
         result = _minibert("app", "--ip", address, "--port", port)
@@ -65,6 +65,17 @@ def test_an_address_of_another_computer_is_refused_before_voila_starts():
         assert result.stderr.strip() == (f"minibert app: error: {address} is not an address of this computer; pass "
                                          f"one of its own addresses with --ip (`ip -brief address` or `ifconfig` "
                                          f"lists them), or 0.0.0.0 for every network"), result.stderr
+
+
+def test_a_port_in_use_is_refused_naming_it():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _minibert("app", "--port", str(port))
+    assert result.returncode == 2, result
+    assert result.stderr.strip() == (f"minibert app: error: port {port} on 127.0.0.1 is in use; pass another with "
+                                     f"--port (or --port 0 for any free one)"), result.stderr
 
 
 def test_check_host_accepts_addresses_only():
