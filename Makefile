@@ -26,6 +26,7 @@ book: setup
 	$(VENV_PY) -m minibert book
 
 # The parameter calculator (chapter 07) as a web page for the classroom projector; prints its address.
+# APP_ARGS="--ip 0.0.0.0" serves it to the classroom network too (it warns: anyone there can open it).
 .PHONY: app
 app: setup
 	$(VENV_PY) -m minibert app $(APP_ARGS)

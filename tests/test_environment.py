@@ -1,4 +1,5 @@
-"""environment.yml (conda/Binder) and pyproject.toml declare the same packages; the set-up agrees too."""
+"""environment.yml (conda/Binder) and pyproject.toml declare the same packages, pinned alike; environment.yml holds
+what the course needs at run time, torch's CPU build and no test tools; the set-up agrees too."""
 
 import importlib.util
 import json
@@ -49,6 +50,31 @@ def _environment_pip() -> list[str]:
     return next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
 
 
+def _environment_requirements():
+    """environment.yml's pip requirements (packaging Requirement objects), its pip options left out."""
+    from packaging.requirements import Requirement
+
+    return [Requirement(line) for line in _environment_pip() if not line.startswith("-")]
+
+
+# What the course needs at run time: the package's own dependencies, the course extra, and transformers, which
+# the notebooks compare against (pyproject.toml lists it with the test tools). environment.yml (students,
+# Binder) holds these and none of the other test tools.
+TEST_EXTRA_USED_AT_RUN_TIME = {"transformers"}
+CUDA_PACKAGES = re.compile(r"^(nvidia-|triton|cuda-|pytorch-triton)", re.I)
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def _run_time() -> set[str]:
+    project = _pyproject()
+    return {_name(r) for r in [*project["dependencies"], *project["optional-dependencies"]["course"]]} | \
+        TEST_EXTRA_USED_AT_RUN_TIME
+
+
+def _test_only() -> set[str]:
+    return {_name(r) for r in _pyproject()["optional-dependencies"]["test"]} - _run_time()
+
+
 def _declared() -> list[str]:
     project = _pyproject()
     return [*project["dependencies"], *(r for extra in project["optional-dependencies"].values() for r in extra)]
@@ -74,16 +100,111 @@ def test_pins_satisfy_what_pyproject_declares():
 def test_environment_pins_the_same_versions_as_the_constraints():
     pins = _constraints()
     listed = {}
-    for req in _environment_pip():
-        name, sep, version = req.partition("==")
-        assert sep, f"environment.yml: {req!r} is not pinned with =="
-        listed[_name(name)] = version.strip()
+    for req in _environment_requirements():
+        specs = list(req.specifier)
+        assert len(specs) == 1 and specs[0].operator == "==", f"environment.yml: {req} is not pinned with =="
+        version = specs[0].version.split("+")[0]  # torch's local build tag (+cpu) is not part of the pin
+        assert listed.setdefault(_name(req.name), version) == version, f"environment.yml pins {req.name} twice"
     differ = {n: (v, pins.get(n)) for n, v in listed.items() if pins.get(n) != v}
     assert differ == {}, f"environment.yml and constraints.txt disagree (environment.yml, constraints.txt): {differ}"
-    missing = sorted({_name(r) for r in _declared()} - set(listed))
-    assert missing == [], f"declared in pyproject.toml but missing from environment.yml: {missing}"
-    missing = sorted(set(OUTPUT_PACKAGES) - set(listed))
+    missing = sorted(_run_time() - set(listed))
+    assert missing == [], f"needed at run time (pyproject.toml) but missing from environment.yml: {missing}"
+    missing = sorted(set(OUTPUT_PACKAGES) - set(listed) - _test_only())
     assert missing == [], f"environment.yml does not pin {missing}, which change outputs"
+
+
+def test_environment_holds_no_test_tools():
+    """Students and Binder get what the notebooks need, not pytest, nbval, playwright or hypothesis."""
+    assert {"pytest", "nbval", "playwright", "hypothesis"} <= _test_only()
+    tools = sorted({_name(r.name) for r in _environment_requirements()} & _test_only())
+    assert tools == [], f"environment.yml installs test tools students never need: {tools}"
+
+
+def _imports(source: str) -> set[str]:
+    import ast
+
+    lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+    found = set()
+    for node in ast.walk(ast.parse("\n".join(lines))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_environment_holds_every_package_the_notebooks_import():
+    """Every package a chapter or the calculator imports is in environment.yml (or postBuild's installs)."""
+    import nbformat
+    from importlib.metadata import packages_distributions
+
+    notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) + [ROOT / "app" / "calculator.ipynb"]
+    modules = set()
+    for path in notebooks:
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "code":
+                modules |= _imports(cell.source)
+    assert {"torch", "transformers", "matplotlib", "minibert"} <= modules  # the scan sees the imports
+    post = (ROOT / "postBuild").read_text()
+    by_module = packages_distributions()
+    listed = {_name(r.name) for r in _environment_requirements()}
+    lacking = {}
+    for module in sorted(modules - set(sys.stdlib_module_names) - {"minibert"}):
+        dists = {_name(d) for d in by_module.get(module, [])}
+        assert dists, f"the notebooks import {module}, which no installed package provides"
+        if not dists & listed and not any(f"--no-deps {d}==" in post.replace("_", "-") for d in dists):
+            lacking[module] = sorted(dists)
+    assert lacking == {}, f"the notebooks import these, which environment.yml does not install: {lacking}"
+
+
+def _torch_requirements(platform: str) -> list[str]:
+    env = {"sys_platform": platform}
+    return [str(r.specifier) for r in _environment_requirements()
+            if _name(r.name) == "torch" and (r.marker is None or r.marker.evaluate(env))]
+
+
+def test_environment_installs_torch_cpu_build_from_pytorch_cpu_index():
+    """PyPI's Linux torch pulls in the CUDA libraries (nvidia-*, triton: several GB); `+cpu` builds exist only
+    on PyTorch's CPU index, so pinning one makes pip take it from there. macOS wheels carry no CUDA."""
+    options = [line for line in _environment_pip() if line.startswith("-")]
+    assert options == [f"--extra-index-url {CPU_INDEX}"], options  # an extra index: PyPI still serves the rest
+    assert _torch_requirements("linux") == ["==2.13.0+cpu"]  # Binder
+    assert _torch_requirements("win32") == ["==2.13.0+cpu"]
+    assert _torch_requirements("darwin") == ["==2.13.0"]
+    assert _constraints()["torch"] == "2.13.0"
+
+
+def test_nothing_cuda_is_pulled_in():
+    """No CUDA package is listed, none is required by what environment.yml installs here (following the installed
+    packages' declared dependencies, as pip would on this platform), and postBuild stops a build that got one."""
+    from importlib.metadata import PackageNotFoundError, distribution
+    from packaging.requirements import Requirement
+
+    named = [r.name for r in _environment_requirements() if CUDA_PACKAGES.match(r.name)]
+    assert named == [], f"environment.yml lists CUDA packages: {named}"
+    seen, todo, pulled = set(), [r.name for r in _environment_requirements()
+                                 if r.marker is None or r.marker.evaluate()], []
+    while todo:
+        name = _name(todo.pop())
+        if name in seen:
+            continue
+        seen.add(name)
+        if CUDA_PACKAGES.match(name):
+            pulled.append(name)
+        try:
+            requires = distribution(name).requires or []
+        except PackageNotFoundError:
+            continue
+        for line in requires:
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+    assert "torch" in seen and "transformers" in seen and len(seen) > 40
+    assert pulled == [], f"environment.yml's packages pull in CUDA packages: {pulled}"
+    post = (ROOT / "postBuild").read_text()
+    check = post.index("torch.version.cuda")
+    assert check < post.index("pip install"), "postBuild checks for a CUDA build before anything else"
+    assert "grep -iE '^(nvidia-|triton|cuda-)'" in post and "exit 1" in post
 
 
 def test_this_environment_has_the_pinned_versions():

@@ -67,10 +67,30 @@ def _port(text: str) -> int:
     return port
 
 
+def _ip(text: str) -> str:
+    from .app import check_host
+
+    try:
+        return check_host(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _cull_idle(text: str) -> int:
+    from .app import MIN_CULL_IDLE, check_cull_idle
+
+    try:
+        return check_cull_idle(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of seconds, at least {MIN_CULL_IDLE}, got "
+                                         f"{text!r}") from None
+
+
 def _cmd_app(book, args) -> int:
     from .app import serve
 
-    return serve(book, port=args.port, notebook=args.notebook, open_browser=args.open)
+    return serve(book, port=args.port, notebook=args.notebook, open_browser=args.open, host=args.ip,
+                 cull_idle=args.cull_idle)
 
 
 def _cmd_run(book, args) -> int:
@@ -220,8 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: _build/book)")
     p.set_defaults(func=_cmd_book)
 
-    p = sub.add_parser("app", help="serve chapter 07's parameter calculator on localhost with Voila")
-    p.add_argument("--port", type=_port, default=8866, help="port on 127.0.0.1 (default: 8866; 0: any free port)")
+    p = sub.add_parser("app", help="serve chapter 07's parameter calculator with Voila (localhost unless --ip)")
+    p.add_argument("--ip", type=_ip, default="127.0.0.1", metavar="ADDRESS",
+                   help="address to listen on (default: 127.0.0.1, this computer only); an address of a classroom "
+                        "network, or 0.0.0.0 for every network, lets anyone there open the page (it warns)")
+    p.add_argument("--port", type=_port, default=8866, help="port (default: 8866; 0: any free port)")
+    p.add_argument("--cull-idle", type=_cull_idle, default=600, metavar="SECONDS",
+                   help="shut down a kernel that no page is connected to after this many idle seconds "
+                        "(default: 600; a closed tab frees its kernel at once)")
     p.add_argument("--notebook", help="the notebook to serve (default: app/calculator.ipynb)")
     p.add_argument("--open", action="store_true", help="also open the page in the default web browser")
     p.set_defaults(func=_cmd_app)
