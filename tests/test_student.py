@@ -28,7 +28,7 @@ from minibert.book.cli import main
 from minibert.book.outdir import MARKER
 from minibert.book.project import BookError, load_book
 from minibert.book.student import (BEGIN, END, README, StudentError, build_student, describe, dumps, find_exercises,
-                                   regions, strip_solutions, student_notebook)
+                                   regions, student_notebook)
 
 BOOK = load_book(Path(__file__).resolve().parent.parent)
 CHAPTERS = list(BOOK.chapters)
@@ -336,23 +336,21 @@ md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
 # -------------------------------------------------------------------------------------- the transformation
 
 
-def test_solution_inside_a_function_keeps_indentation_and_stays_python():
-    src = "def f(x):\n    y = x + 1\n    ### BEGIN SOLUTION\n    return y * 2\n    ### END SOLUTION\n"
-    student, removed = strip_solutions(src, 'Exercise 1.2: say "hi"', "demo")
-    assert student == 'def f(x):\n    y = x + 1\n    raise NotImplementedError("Exercise 1.2: say \\"hi\\"")\n'
-    assert removed == ["    return y * 2"]
+def test_nbgrader_stub_keeps_indentation_names_the_exercise_and_stays_python(tmp_path):
+    """nbgrader's ClearSolutions replaces each region (indented like its BEGIN line); the stub names the exercise."""
+    book = _book(tmp_path, [
+        md("# 00 Demo"), md('**Exercise 0.1.** Say "hi".'),
+        code(f"a = 1\n{BEGIN}\nb = 2\n{END}\ndef f(x):\n    y = x + 1\n    {BEGIN}\n    return y * 2\n    {END}\n"),
+        code("from minibert.exercises import ch00\nch00.check_f(f)")])
+    s = student_notebook(book, book.chapters[0])
+    cell = json.loads(s.text)["cells"][2]
+    stub = 'raise NotImplementedError("Exercise 0.1: Say \\"hi\\".")'
+    assert _source(cell).split("\n") == ["a = 1", stub, "def f(x):", "    y = x + 1", "    " + stub, ""]
+    assert s.solution_lines == ["b = 2", "    return y * 2"]
+    assert cell["metadata"]["nbgrader"]["solution"] is True
     namespace = {}
-    exec(compile(student, "student", "exec"), namespace)
-    with pytest.raises(NotImplementedError, match=r'^Exercise 1\.2: say "hi"$'):
-        namespace["f"](1)
-
-
-def test_two_regions_in_one_cell_each_become_a_raise():
-    src = f"a = 1\n{BEGIN}\nb = 2\n{END}\nif a:\n    {BEGIN}\n    c = 3\n    d = 4\n    {END}\n"
-    student, removed = strip_solutions(src, "Exercise 0.9: x", "demo")
-    assert student.split("\n") == ["a = 1", 'raise NotImplementedError("Exercise 0.9: x")', "if a:",
-                                   '    raise NotImplementedError("Exercise 0.9: x")', ""]
-    assert removed == ["b = 2", "    c = 3", "    d = 4"]
+    with pytest.raises(NotImplementedError, match=r'^Exercise 0\.1: Say "hi"\.$'):
+        exec(compile(_source(cell), "student", "exec"), namespace)
 
 
 @pytest.mark.parametrize("src, problem", [
@@ -504,8 +502,17 @@ def test_no_solution_line_or_output_leaks_and_the_rest_is_byte_for_byte(chapter)
     for i, (s, t) in enumerate(zip(nb["cells"], teacher["cells"])):
         if i in cleared:
             assert s["outputs"] == [] and s["execution_count"] is None
-            assert {k: v for k, v in s.items() if k not in ("source", "outputs", "execution_count")} == \
-                {k: v for k, v in t.items() if k not in ("source", "outputs", "execution_count")}
+            assert {k: v for k, v in s.items() if k not in ("source", "outputs", "execution_count", "metadata")} == \
+                {k: v for k, v in t.items() if k not in ("source", "outputs", "execution_count", "metadata")}
+            grading = s["metadata"]["nbgrader"]  # what nbgrader needs: the answer cell, the locked, graded check
+            assert {k: v for k, v in s["metadata"].items() if k not in ("nbgrader", "deletable", "editable")} == \
+                t["metadata"]
+            if i in touched:
+                assert grading["solution"] and not grading["grade"] and grading["grade_id"].endswith("_answer")
+            else:
+                assert grading["grade"] and grading["locked"] and grading["points"] > 0 and not grading["solution"]
+                assert grading["grade_id"].endswith("_check") and s["metadata"]["editable"] is False
+                assert "HIDDEN" not in _source(s)
         else:
             assert s == t, f"{chapter.notebook}, cell {i + 1} changed in the student version"
         if i in touched:

@@ -1,20 +1,24 @@
-"""Student notebooks: the chapters with every exercise's solution taken out.
+"""Student notebooks: the chapters with every exercise's solution taken out, by nbgrader.
 
 In the teacher's notebooks (notebooks/) each solution sits between `### BEGIN SOLUTION` and
 `### END SOLUTION` lines (nbgrader's markers) in an exercise cell; the exercise's prompt is the
-nearest markdown cell above that contains `**Exercise N.M.**` (or a heading `### Exercise N.M · title`), and the cell after the exercise is its
-check. The student version replaces each solution region by
+nearest markdown cell above that contains `**Exercise N.M.**` (or a heading `### Exercise N.M · title`), and the
+cell after the exercise is its check. This module finds and validates that form (`find_exercises`, `regions`:
+nbgrader itself only looks for the words BEGIN SOLUTION anywhere in a line, and says less about what is wrong);
+minibert.book.nbgrading turns it into nbgrader metadata, and stock `nbgrader generate_assignment` makes the
+student version: each solution region becomes
 
     raise NotImplementedError("Exercise N.M: <the prompt's first words>")
 
-at the indentation of the BEGIN line (so a solution inside a function body stays valid Python), clears
-the outputs of exercise and check cells, and keeps every other byte. Everything is built and checked in
-memory first; only then are files written, into a new folder swapped in at the end (minibert.book.outdir).
+at the indentation of the BEGIN line (nbgrader's stub; the exercise's number and prompt are put into it
+afterwards, because nbgrader has one stub text for every cell), the check cells are locked, their hidden tests
+removed, and the outputs of exercise and check cells cleared; every other cell keeps its outputs. Everything is
+built in memory first; only then are files written, into a new folder swapped in at the end
+(minibert.book.outdir).
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from dataclasses import dataclass, field
@@ -131,33 +135,6 @@ def regions(source: str, where: str) -> list[Region]:
     return found
 
 
-def _literal(text: str) -> str:
-    """A double-quoted Python string literal for one line of text."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def strip_solutions(source: str, message: str, where: str) -> tuple[str, list[str]]:
-    """(student source, the solution lines removed). Each region becomes one `raise` line at its indentation."""
-    lines = source.split("\n")
-    removed: list[str] = []
-    for r in reversed(regions(source, where)):
-        removed[:0] = lines[r.begin + 1:r.end]
-        lines[r.begin:r.end + 1] = [f"{r.indent}raise NotImplementedError({_literal(message)})"]
-    student = "\n".join(lines)
-    try:
-        ast.parse(student)
-    except SyntaxError as exc:
-        # IPython magics (%time, !cmd) are not Python: only complain when the teacher's cell does parse.
-        try:
-            ast.parse(source)
-        except SyntaxError:
-            pass
-        else:
-            raise StudentError(f"{where}: without its solution the cell is not valid Python ({exc.msg}, line "
-                               f"{exc.lineno}); put the markers around whole statements") from None
-    return student, removed
-
-
 def find_exercises(nb: dict, where: str) -> list[Exercise]:
     """The exercises of a notebook, in order: prompt cell, solution cell(s), check cell."""
     cells = nb.get("cells", [])
@@ -197,25 +174,39 @@ def find_exercises(nb: dict, where: str) -> list[Exercise]:
     return exercises
 
 
-def student_notebook(book: Book, chapter: Chapter) -> StudentNotebook:
-    """Build the student version of one chapter in memory."""
+_CACHE: dict[tuple[str, str], StudentNotebook] = {}
+
+
+def _key(book: Book, chapter: Chapter) -> tuple[str, str]:
+    import hashlib
+
     path = book.path(chapter.notebook)
     try:
-        nb = json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
         raise StudentError(f"{chapter.notebook}: cannot read the notebook ({exc})") from None
-    exercises = find_exercises(nb, chapter.notebook)
-    removed: list[str] = []
-    for e in exercises:
-        for i in e.solution_cells:
-            cell = nb["cells"][i]
-            student, lines = strip_solutions(_source(cell), e.message, f"{chapter.notebook}, cell {i + 1}")
-            _set_source(cell, student)
-            removed += lines
-        for i in [*e.solution_cells, *([e.check_cell] if e.check_cell is not None else [])]:
-            nb["cells"][i]["outputs"] = []
-            nb["cells"][i]["execution_count"] = None
-    return StudentNotebook(chapter, exercises, dumps(nb), removed)
+    return str(path.resolve()), digest
+
+
+def student_notebooks(book: Book, chapters: list[Chapter]) -> list[StudentNotebook]:
+    """The student versions of some chapters, made by stock `nbgrader generate_assignment` (minibert.book.nbgrading).
+
+    Remembered per notebook content for the life of the process (the book, the slides and the tests ask for
+    the same chapters several times; nbgrader takes a few seconds per chapter).
+    """
+    from .nbgrading import release
+
+    keys = {c.notebook: _key(book, c) for c in chapters}
+    todo = [c for c in chapters if keys[c.notebook] not in _CACHE]
+    if todo:
+        for chapter, (nb, tagged) in zip(todo, release(book, todo).values()):
+            _CACHE[keys[chapter.notebook]] = StudentNotebook(chapter, tagged.exercises, dumps(nb), tagged.solution_lines)
+    return [_CACHE[keys[c.notebook]] for c in chapters]
+
+
+def student_notebook(book: Book, chapter: Chapter) -> StudentNotebook:
+    """The student version of one chapter, in memory (see student_notebooks)."""
+    return student_notebooks(book, [chapter])[0]
 
 
 def readme(book: Book, notebooks: list[StudentNotebook]) -> str:
@@ -273,7 +264,7 @@ def build_student(book: Book, out: Path) -> list[Path]:
     from .outdir import output_folder
 
     out = Path(out)
-    notebooks = [student_notebook(book, c) for c in book.chapters]
+    notebooks = student_notebooks(book, list(book.chapters))
     files = {Path(s.chapter.notebook).name: s.text for s in notebooks}
     files[README] = readme(book, notebooks)
     with output_folder(book, out, "student") as stage:
