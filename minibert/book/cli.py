@@ -96,7 +96,8 @@ def _cmd_student(book, args) -> int:
     from .student import build_student
 
     written = build_student(book, Path(args.out))
-    print(f"minibert student: wrote {len(written) - 1} student notebooks and README.md to {args.out}")
+    count = sum(1 for p in written if p.suffix == ".ipynb")
+    print(f"minibert student: wrote {count} student notebooks, README.md, requirements.txt and the course package to {args.out}")
     return 0
 
 

@@ -25,19 +25,22 @@ empty or an earlier grading output; it may not lie inside SUBMISSIONS or the cou
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import csv
 import html
 import io
 import json
 import os
+import queue
 import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .project import Book, BookError, Chapter
@@ -98,6 +101,8 @@ def find_submissions(book: Book, submissions: Path) -> tuple[list[Job], list[str
         for f in sorted(entry.iterdir()):
             if f.name in by_name and f.is_file() and not f.is_symlink():
                 handed_in[f.name] = f
+            elif f.name in by_name:
+                notes.append(f"{entry.name}/{f.name}: a link or a folder, not a notebook file; ignored (not submitted)")
             elif not f.name.startswith("."):
                 notes.append(f"{entry.name}/{f.name}: not a chapter notebook of the course, ignored")
         students[entry.name] = handed_in
@@ -140,14 +145,14 @@ def _scratch_course(master: Path, scratch: Path, code_from: Path) -> tuple[Path,
 
 
 def _environment(scratch: Path, code: Path, job_id: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "IPYTHON", "MPL", "PYTHON"))}
+    """What the worker sets in its environment for one submission (its kernel inherits it)."""
     home = scratch / "home"
+    env = {}
     env.update(HOME=str(home), TMPDIR=str(scratch / "tmp"), TEMP=str(scratch / "tmp"), TMP=str(scratch / "tmp"),
                PYTHONPATH=str(code), PYTHONDONTWRITEBYTECODE="1", MPLCONFIGDIR=str(home / ".matplotlib"),
                MPLBACKEND="Agg", JUPYTER_CONFIG_DIR=str(home / ".jupyter"),
                JUPYTER_RUNTIME_DIR=str(home / "runtime"), IPYTHONDIR=str(home / ".ipython"),
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1",
-               PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]))
+               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1")
     env[_MARK] = job_id
     return env
 
@@ -200,7 +205,68 @@ def _read_submission(path: Path) -> str | None:
     return None
 
 
-def run_job(job: Job, master: Path, code_from: Path, exercises: list[str], *, timeout: float,
+class Worker:
+    """A child process that grades one submission at a time (`python -m minibert.book.grade --worker`).
+
+    It stays up between submissions (importing nbgrader takes seconds); each submission's HOME, temporary
+    folder, PYTHONPATH and mark are set in its environment before nbgrader starts that submission's kernel.
+    When a submission runs past its timeout the worker and the submission's kernel are killed, and the next
+    submission gets a new worker.
+    """
+
+    def __init__(self):
+        self.proc: subprocess.Popen | None = None
+        self.lines: "queue.Queue[str | None]" = queue.Queue()
+        self.log = tempfile.TemporaryFile()
+
+    def _start(self) -> None:
+        self.lines = queue.Queue()
+        env = dict(os.environ)
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        self.proc = subprocess.Popen([sys.executable, "-m", "minibert.book.grade", "--worker"], env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+                                     start_new_session=True, text=True, encoding="utf-8")
+        proc, lines = self.proc, self.lines
+
+        def read():
+            for line in proc.stdout:
+                if line.startswith("MINIBERT-GRADE "):
+                    lines.put(line[len("MINIBERT-GRADE "):])
+            lines.put(None)
+
+        threading.Thread(target=read, daemon=True).start()
+
+    def run(self, spec: dict, timeout: float) -> dict | None:
+        """The job's result, or None when it ran past `timeout` (worker and kernel killed)."""
+        if self.proc is None or self.proc.poll() is not None:
+            self._start()
+        try:
+            self.proc.stdin.write(json.dumps(spec) + "\n")
+            self.proc.stdin.flush()
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            self.stop()
+            _kill_marked(spec["mark"])
+            return None
+        except OSError as exc:
+            self.stop()
+            return {"error": f"the grading process failed ({exc})"}
+        _kill_marked(spec["mark"])
+        if line is None:
+            self.stop()
+            return {"error": "the grading process stopped unexpectedly"}
+        return json.loads(line)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(OSError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                self.proc.wait(timeout=10)
+            self.proc = None
+
+
+def run_job(job: Job, master: Path, code_from: Path, exercises: list[str], worker: Worker, *, timeout: float,
             cell_timeout: float) -> Job:
     start = time.perf_counter()
     if job.path is None:
@@ -217,30 +283,15 @@ def run_job(job: Job, master: Path, code_from: Path, exercises: list[str], *, ti
         folder.mkdir(parents=True)
         shutil.copyfile(job.path, folder / job.notebook)
         spec = {"root": str(course), "assignment": job.assignment, "student": job.student,
-                "notebook": Path(job.notebook).stem, "cell_timeout": int(min(cell_timeout, timeout))}
-        job_id = scratch.name
-        proc = subprocess.Popen([sys.executable, "-m", "minibert.book.grade", json.dumps(spec)],
-                                cwd=scratch / "work", env=_environment(scratch, code, job_id),
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)
-        try:
-            stdout, stderr = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            _kill_marked(job_id)
+                "notebook": Path(job.notebook).stem, "cell_timeout": max(1, int(cell_timeout)),
+                "cwd": str(scratch / "work"), "env": _environment(scratch, code, scratch.name), "mark": scratch.name}
+        result = worker.run(spec, timeout)
+        if result is None:
             _ungraded(job, exercises, f"timed out: the notebook did not finish within {timeout:g} s (look for an "
                       f"endless loop); nothing was graded", "Timed out")
             return job
-        _kill_marked(job_id)
-        result = None
-        for line in stdout.decode("utf-8", "replace").splitlines()[::-1]:
-            if line.startswith("MINIBERT-GRADE "):
-                result = json.loads(line[len("MINIBERT-GRADE "):])
-                break
-        if result is None or result.get("error"):
-            why = (result or {}).get("error") or stderr.decode("utf-8", "replace").strip()[-500:]
-            _ungraded(job, exercises, f"nbgrader could not grade the notebook: {why}", "Not graded")
+        if result.get("error"):
+            _ungraded(job, exercises, f"nbgrader could not grade the notebook: {result['error']}", "Not graded")
             return job
         job.rows = [Row(job.student, job.notebook, r["exercise"], r["points"], r["max"], r["note"])
                     for r in result["rows"]]
@@ -258,6 +309,13 @@ def _exercise_of(grade_id: str) -> str:
     return f"{m[1]}.{m[2]}" if m else grade_id
 
 
+def _failure(result: dict, what: str) -> str:
+    """The useful line of a failed nbgrader step: the last error its log names."""
+    lines = [ln.strip() for ln in (result.get("log") or "").splitlines() if ln.strip()]
+    errors = [ln for ln in lines if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", ln)]
+    return f"nbgrader {what} failed: " + (errors[-1] if errors else (lines[-1] if lines else "no log"))[:300]
+
+
 def _job_main(spec: dict) -> dict:
     """In the child process: autograde one submission, write its feedback, return its grades."""
     from nbgrader.api import Gradebook
@@ -269,10 +327,10 @@ def _job_main(spec: dict) -> dict:
     api = course.api()
     result = api.autograde(spec["assignment"], spec["student"], force=True, create=True)
     if not result["success"]:
-        return {"error": (result.get("error") or result.get("log") or "autograde failed").strip()[-800:]}
+        return {"error": _failure(result, "autograde")}
     result = api.generate_feedback(spec["assignment"], spec["student"], force=True)
     if not result["success"]:
-        return {"error": (result.get("error") or result.get("log") or "generate_feedback failed").strip()[-800:]}
+        return {"error": _failure(result, "generate_feedback")}
     graded = course.root / "autograded" / spec["student"] / spec["assignment"] / (spec["notebook"] + ".ipynb")
     errors = {}
     nb = json.loads(graded.read_text(encoding="utf-8"))
@@ -321,15 +379,29 @@ def grade(book: Book, submissions: Path | str, out: Path | str, *, timeout: floa
             course.generate(api, assignment_id(chapters[name]))
             exercises[name] = [e.number for e in tagged.exercises]
         shutil.rmtree(course.root / "release", ignore_errors=True)
-        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(run_job, j, course.root, book.root, exercises[j.notebook], timeout=timeout,
-                                   cell_timeout=cell_timeout) for j in graded]
-            for f in concurrent.futures.as_completed(futures):
-                j = f.result()
-                if progress:
-                    got = sum(r.points for r in j.rows)
-                    top = sum(r.max for r in j.rows)
-                    progress(f"{j.student} {j.notebook}: {got:g}/{top:g} ({j.seconds:.1f} s)")
+        workers: "queue.Queue[Worker]" = queue.Queue()
+        for _ in range(jobs):
+            workers.put(Worker())
+
+        def one(j: Job) -> Job:
+            worker = workers.get()
+            try:
+                return run_job(j, course.root, book.root, exercises[j.notebook], worker, timeout=timeout,
+                               cell_timeout=cell_timeout)
+            finally:
+                workers.put(worker)
+
+        try:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+                for f in concurrent.futures.as_completed([pool.submit(one, j) for j in graded]):
+                    j = f.result()
+                    if progress:
+                        got = sum(r.points for r in j.rows)
+                        top = sum(r.max for r in j.rows)
+                        progress(f"{j.student} {j.notebook}: {got:g}/{top:g} ({j.seconds:.1f} s)")
+        finally:
+            while not workers.empty():
+                workers.get().stop()
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
@@ -352,15 +424,30 @@ def read_gradebook(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def main(argv: list[str]) -> int:
-    """The child process of one job: `python -m minibert.book.grade SPEC_JSON`."""
-    try:
-        result = _job_main(json.loads(argv[0]))
-    except Exception as exc:  # reported to the parent, which records the notebook as not graded
-        result = {"error": f"{type(exc).__name__}: {exc}"}
-    sys.stdout.write("MINIBERT-GRADE " + json.dumps(result) + "\n")
+def _worker() -> int:
+    """`python -m minibert.book.grade --worker`: one JSON job per line in, one result line out."""
+    import nbgrader.apps  # noqa: F401  (imported once, before any submission runs)
+
+    base = dict(os.environ)
+    for line in sys.stdin:
+        spec = json.loads(line)
+        os.environ.clear()
+        os.environ.update(base)
+        for key in [k for k in os.environ if k.startswith(("JUPYTER", "IPYTHON", "MPL", "PYTHONPATH"))]:
+            del os.environ[key]
+        os.environ.update(spec["env"])
+        tempfile.tempdir = None  # read TMPDIR again: this submission's temporary folder
+        try:
+            os.chdir(spec["cwd"])
+            result = _job_main(spec)
+        except Exception as exc:  # reported to the parent, which records the notebook as not graded
+            result = {"error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            os.chdir("/")
+        sys.stdout.write("MINIBERT-GRADE " + json.dumps(result) + "\n")
+        sys.stdout.flush()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(_worker())

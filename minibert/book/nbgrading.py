@@ -173,9 +173,17 @@ class Course:
         return c
 
     def api(self):
+        import functools
+
+        import nbgrader.api
         from nbgrader.apps import NbGraderAPI
         from nbgrader.coursedir import CourseDirectory
 
+        # nbgrader asks the `alembic` command for the head of its own database migrations each time it opens
+        # a gradebook (a second or so); the answer depends only on the installed nbgrader: ask once.
+        if not hasattr(nbgrader.api.get_alembic_version, "cache_info"):
+            nbgrader.api.get_alembic_version = functools.cache(nbgrader.api.get_alembic_version)
+        (self.root / "exchange").mkdir(exist_ok=True)
         config = self.config()
         api = NbGraderAPI(CourseDirectory(config=config), config=config)
         _quiet(api.log)
