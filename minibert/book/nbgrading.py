@@ -168,6 +168,7 @@ class Course:
 
         c.GenerateAssignment.preprocessors = [p for p in GenerateAssignment.class_traits()["preprocessors"].default()
                                               if p is not ClearOutput]
+        c.OverwriteCells.add_missing_cells = True  # a deleted check cell is put back and run, not skipped
         c.Execute.timeout = self.timeout  # seconds per cell; an endless loop is interrupted, the rest graded
         c.Execute.kernel_name = "python3"
         return c

@@ -24,7 +24,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .mirror import _write_atomic
 from .project import Book, BookError, Chapter
 
 BEGIN = "### BEGIN SOLUTION"
