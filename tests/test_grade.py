@@ -1,4 +1,4 @@
-"""`minibert grade`: the hand-out -> collect -> autograde -> feedback loop on synthetic submissions, with stock nbgrader.
+"""`minibert grade`: hand-out -> collect -> autograde -> feedback on synthetic submissions, with stock nbgrader.
 
 The submissions start from what students get (the student version, made by nbgrader generate_assignment) and
 fill in the answer cells the way students do: the teacher's solution, hand-written wrong answers
@@ -106,7 +106,8 @@ def _submissions() -> dict[tuple[str, str], tuple[str, object, list[float] | Non
         add(f"wrong03_{k}", "0.3 wrong, rest right", _answer(CH00, {**ALL_RIGHT, "0.3": body}), [1, 1, 0],
             "ExerciseError: Exercise 0.3:")
     add("partial", "only 0.1 answered", _answer(CH00, {"0.1": "right"}), [1, 0, 0], "NotImplementedError")
-    add("returns_none", "0.2 returns None", _answer(CH00, {**ALL_RIGHT, "0.2": "return None"}), [1, 0, 1], "Exercise 0.2")
+    add("returns_none", "0.2 returns None", _answer(CH00, {**ALL_RIGHT, "0.2": "return None"}), [1, 0, 1],
+        "Exercise 0.2")
     add("crash_raise", "0.1 raises", _answer(CH00, {**ALL_RIGHT, "0.1": "raise RuntimeError('oops')"}), [0, 1, 1],
         "RuntimeError: oops")
     add("crash_syntax", "0.3 has a syntax error", _answer(CH00, {**ALL_RIGHT, "0.3": "return (("}), [1, 1, 0],
@@ -207,8 +208,9 @@ def test_forty_submissions_graded_as_their_answers_deserve(graded):
     subs, jobs, base, _, _, seconds = graded
     rows = read_gradebook(base / "out" / CSV_NAME)
     extra = {"extra_files": "right notebook plus notes.txt and scratch.ipynb", "only_ch02": "chapter 00 missing",
-             "empty_folder": "nothing handed in", "typo": "misspelt notebook name", "linked": "a symlink instead of a file",
-             "only_other": "no chapter notebook at all", "bad name!": "a folder name nbgrader cannot take"}
+             "empty_folder": "nothing handed in", "typo": "misspelt notebook name",
+             "linked": "a symlink instead of a file", "only_other": "no chapter notebook at all",
+             "bad name!": "a folder name nbgrader cannot take"}
     handed_in = len(subs) + len(extra)
     assert handed_in >= 40
     assert list(rows[0]) == ["student", "notebook", "exercise", "points", "max", "note"]
@@ -222,8 +224,8 @@ def test_forty_submissions_graded_as_their_answers_deserve(graded):
                      f"{sum(float(r['max']) for r in got):g} | {'; '.join(sorted({r['note'][:100] for r in got}))} |")
     for student, kind in extra.items():
         got = by.get((student, NB00), [])
-        table.append(f"| {kind} | {student} | " + (f"{sum(float(r['points']) for r in got):g}/"
-                     f"{sum(float(r['max']) for r in got):g} | {got[0]['note']} |" if got else "- | no rows (notes.txt) |"))
+        total = f"{sum(float(r['points']) for r in got):g}/{sum(float(r['max']) for r in got):g}"
+        table.append(f"| {kind} | {student} | " + (f"{total} | {got[0]['note']} |" if got else "- | no rows |"))
     print(f"\n{len(jobs)} notebooks ({handed_in} handed in) graded in {seconds:.1f} s\n" + "\n".join(table))
     for key, (kind, _, points, note) in subs.items():
         got = by[key]

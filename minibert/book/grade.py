@@ -193,8 +193,9 @@ def _read_submission(path: Path) -> str | None:
 
     try:
         data = read_json_file(path, what="notebook", max_bytes=MAX_NOTEBOOK_BYTES)
-    except (OSError, ValueError) as exc:
-        return f"the file is not a readable notebook ({exc})"
+    except (OSError, ValueError) as exc:  # the message names the file by its place in SUBMISSIONS only
+        shown = str(exc).replace(str(path), f"{path.parent.name}/{path.name}")
+        return f"the file is not a readable notebook ({shown})"
     try:
         nb = nbformat.from_dict(data)
         nbformat.validate(nb)

@@ -199,7 +199,8 @@ def student_notebooks(book: Book, chapters: list[Chapter]) -> list[StudentNotebo
     todo = [c for c in chapters if keys[c.notebook] not in _CACHE]
     if todo:
         for chapter, (nb, tagged) in zip(todo, release(book, todo).values()):
-            _CACHE[keys[chapter.notebook]] = StudentNotebook(chapter, tagged.exercises, dumps(nb), tagged.solution_lines)
+            _CACHE[keys[chapter.notebook]] = StudentNotebook(chapter, tagged.exercises, dumps(nb),
+                                                             tagged.solution_lines)
     return [_CACHE[keys[c.notebook]] for c in chapters]
 
 
