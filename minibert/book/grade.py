@@ -129,15 +129,16 @@ def _refuse_overlap(book: Book, submissions: Path, out: Path) -> None:
 # ------------------------------------------------------------------------------------------------ a job
 
 
-def _scratch_course(master: Path, scratch: Path, code_from: Path) -> tuple[Path, Path]:
-    """Copy the prepared course and the course's package into scratch; (course root, code folder)."""
+def _scratch_course(master: Path, scratch: Path, code_from: Path, checkpoints: bool) -> tuple[Path, Path]:
+    """Copy the prepared course and the course's package (with its checkpoints/ when the chapter reads them)
+    into scratch; (course root, code folder)."""
     course = scratch / "course"
     shutil.copytree(master, course)
     code = scratch / "code"
     code.mkdir()
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(code_from / "minibert", code / "minibert", ignore=ignore)
-    if (code_from / "checkpoints").is_dir():
+    if checkpoints and (code_from / "checkpoints").is_dir():
         shutil.copytree(code_from / "checkpoints", code / "checkpoints", ignore=ignore)
     for name in ("home", "tmp", "work"):
         (scratch / name).mkdir()
@@ -279,7 +280,9 @@ def run_job(job: Job, master: Path, code_from: Path, exercises: list[str], worke
         return job
     scratch = Path(tempfile.mkdtemp(prefix="minibert-grade-"))
     try:
-        course, code = _scratch_course(master, scratch, code_from)
+        source = master / "source" / job.assignment / job.notebook
+        uses = "checkpoints" in source.read_text(encoding="utf-8")  # copied only for the chapters that name it
+        course, code = _scratch_course(master, scratch, code_from, uses)
         folder = course / "submitted" / job.student / job.assignment
         folder.mkdir(parents=True)
         shutil.copyfile(job.path, folder / job.notebook)
