@@ -344,13 +344,19 @@ def _job_main(spec: dict) -> dict:
         if gid and err:
             value = (err.get("evalue") or "").strip().splitlines()
             errors[gid] = f"{err.get('ename')}: {value[0] if value else ''}".strip().rstrip(":")
+            if err.get("ename") in ("KeyboardInterrupt", "CellTimeoutError"):  # nbgrader interrupted it
+                errors[gid] += f" after the cell timeout of {spec['cell_timeout']} s"
     rows = []
     with Gradebook(course.config().CourseDirectory.db_url, "minibert") as gb:
         sub = gb.find_submission_notebook(spec["notebook"], spec["assignment"], spec["student"])
         for g in sorted(sub.grades, key=lambda g: [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", g.name)]):
             score = g.score if g.score is not None else 0.0
+            note = errors.get(g.name, "no points")
+            answer = [v for k, v in errors.items() if k.startswith(g.name[:-len("check")] + "answer")]
+            if answer and note != answer[0]:  # the check failed because the answer cell did: say so first
+                note = f"the answer cell failed ({answer[0]}), then the check: {note}"
             rows.append({"exercise": _exercise_of(g.name), "points": float(score), "max": float(g.max_score),
-                         "note": "correct" if score >= g.max_score else errors.get(g.name, "no points")})
+                         "note": "correct" if score >= g.max_score else note})
     return {"rows": rows}
 
 
