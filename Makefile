@@ -40,13 +40,21 @@ check: setup
 clean:
 	rm -rf _build .pytest_cache
 
-# The classroom kit: student notebooks (solutions replaced by NotImplementedError) and offline slide decks.
+# The classroom kit: the student bundle (notebooks with the solutions taken out by nbgrader, the course package,
+# its checkpoints, requirements.txt and a README) and offline slide decks.
 .PHONY: student slides classroom
 student: setup
 	$(VENV_PY) -m minibert student --out _build/student
 
 slides: setup
 	$(VENV_PY) -m minibert slides --out _build/slides
+
+# Autograde handed-in notebooks (SUBMISSIONS/<student>/<notebook>.ipynb) with nbgrader, offline, into
+# _build/grades/grades.csv and _build/grades/feedback/<student>/<notebook>.html (docs/teaching.md).
+.PHONY: grade
+SUBMISSIONS ?= submissions
+grade: setup
+	$(VENV_PY) -m minibert grade $(SUBMISSIONS) --out _build/grades $(GRADE_ARGS)
 
 # One folder for a class: the student notebooks with their README in student/, the decks in slides/. (Each
 # builder owns its own folder: it writes only into a folder it created, so the two do not share one.)

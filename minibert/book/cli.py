@@ -122,7 +122,20 @@ def _cmd_student(book, args) -> int:
     from .student import build_student
 
     written = build_student(book, Path(args.out))
-    print(f"minibert student: wrote {len(written) - 1} student notebooks and README.md to {args.out}")
+    count = sum(1 for p in written if p.suffix == ".ipynb")
+    print(f"minibert student: wrote {count} student notebooks, README.md, requirements.txt and the course package to {args.out}")
+    return 0
+
+
+def _cmd_grade(book, args) -> int:
+    from .grade import CSV_NAME, grade
+
+    jobs = grade(book, Path(args.submissions), Path(args.out), timeout=args.timeout, cell_timeout=args.cell_timeout,
+                 jobs=args.jobs, progress=lambda line: print(f"minibert grade: {line}", flush=True))
+    got, top = sum(r.points for j in jobs for r in j.rows), sum(r.max for j in jobs for r in j.rows)
+    students = len({j.student for j in jobs})
+    print(f"minibert grade: {students} students, {len(jobs)} notebooks, {got:g}/{top:g} points; wrote "
+          f"{Path(args.out) / CSV_NAME} and {Path(args.out) / 'feedback'}/<student>/<notebook>.html")
     return 0
 
 
@@ -259,6 +272,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("student", help="write student notebooks (solutions replaced by NotImplementedError) and a README")
     p.add_argument("--out", required=True, help="output folder, e.g. _build/student (never notebooks/)")
     p.set_defaults(func=_cmd_student)
+
+    p = sub.add_parser("grade", help="autograde SUBMISSIONS/<student>/<notebook>.ipynb with nbgrader into a CSV "
+                                     "gradebook and per-student feedback HTML")
+    p.add_argument("submissions", metavar="SUBMISSIONS", help="folder of student folders (only read)")
+    p.add_argument("--out", required=True, help="output folder, e.g. _build/grades (new, empty or an earlier one)")
+    p.add_argument("--timeout", type=float, default=600,
+                   help="seconds one notebook may run in all before it is stopped and scores 0 (default: 600)")
+    p.add_argument("--cell-timeout", type=float, default=120,
+                   help="seconds one cell may run before it is interrupted and fails (default: 120)")
+    p.add_argument("--jobs", type=int, default=1, help="notebooks graded at the same time (default: 1)")
+    p.set_defaults(func=_cmd_grade)
 
     p = sub.add_parser("slides", help="render chapters as offline reveal.js slide decks in _build/slides/")
     p.add_argument("chapters", nargs="*", help="chapter numbers or notebook names (default: all)")

