@@ -225,6 +225,23 @@ def test_glossary_lists_terms_from_every_chapter(page, book_url):
     page.guard.check()
 
 
+def test_a_solution_stays_folded_until_the_reader_opens_it(page, book_url):
+    """The self-study edition in the browser: the exercise's stub shows, its solution does not until
+    "Show a solution" is clicked."""
+    from minibert.book.student import student_notebook
+
+    chapter = next(c for c in BOOK.chapters if any(e.solution_cells for e in student_notebook(BOOK, c).exercises))
+    exercise = next(e for e in student_notebook(BOOK, chapter).exercises if e.solution_cells)
+    page.goto(book_url + render.page_name(chapter))
+    fold = page.locator(f'details.minibert-solution[data-exercise="{exercise.number}"]')
+    solution = fold.locator(".jp-CodeCell").first
+    assert fold.count() == 1 and not solution.is_visible()
+    assert page.get_by_text(f"Exercise {exercise.number}:", exact=False).first.is_visible()  # the stub's message
+    fold.locator("summary", has_text="Show a solution").click()
+    assert solution.is_visible() and "BEGIN SOLUTION" not in solution.inner_text()
+    page.guard.check()
+
+
 # A two-cell course written here, so the math, the figure, a markdown image and saved widgets are tested
 # whatever the chapters contain today.
 FIXTURE_CELLS = [

@@ -114,6 +114,7 @@ TEMPLATE = r"""{%- extends 'index.html.j2' -%}
    Selectors start with `.reveal .slides` to win over the theme's stylesheet, which loads after this one. */
 :root { --jp-ui-font-size1: 22px; --jp-content-font-size1: 22px; --jp-code-font-size: 17px; }
 .reveal .slides > section, .reveal .slides > section > section { padding: 14px 30px; box-sizing: border-box; }
+.reveal .slides > section.stack { padding: 0; }
 .reveal .slides h1, .reveal .slides h2, .reveal .slides h3, .reveal .slides h4 { text-transform: none; line-height: 1.2; }
 .reveal .slides h1 { font-size: 44px; margin: 0 0 12px; }
 .reveal .slides h2 { font-size: 34px; margin: 0 0 10px; }
