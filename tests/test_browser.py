@@ -471,12 +471,11 @@ SLIDE_W, SLIDE_H = 1280, 720
 
 
 @pytest.fixture(scope="module")
-def slide_decks(tmp_path_factory, serve, node_modules):
+def slide_decks(serve, node_modules):
     """Every chapter's deck, built once and served from 127.0.0.1: {chapter stem: URL}."""
-    from minibert.book.slides import build_slides
+    from test_slides import built_decks  # one build for both files (tests/ is on sys.path under pytest)
 
-    out = tmp_path_factory.mktemp("decks")
-    decks = build_slides(BOOK, BOOK.chapters, out)
+    decks, out = built_decks()
     base = serve(out)
     return {path.name.removesuffix(".slides.html"): base + path.name for path in decks}
 

@@ -4,9 +4,13 @@ saying what to install when reveal.js or MathJax is missing. All decks are rende
 
 from __future__ import annotations
 
+import atexit
+import functools
 import html
 import json
 import re
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,14 +31,21 @@ md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 
 
-@pytest.fixture(scope="module")
-def decks(tmp_path_factory, node_modules):
-    """Every chapter's deck, rendered once: {stem: html}, plus the folder and the time it took."""
-    out = tmp_path_factory.mktemp("slides")
+@functools.cache
+def built_decks() -> tuple[list[Path], Path]:
+    """Every chapter's deck, rendered once per test session (tests/test_browser.py measures the same build)."""
+    out = Path(tempfile.mkdtemp(prefix="minibert-slides-"))
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
     start = time.perf_counter()
-    paths = build_slides(BOOK, BOOK.chapters, out)
-    seconds = time.perf_counter() - start
-    print(f"\nminibert slides: {len(paths)} decks in {seconds:.1f}s")
+    paths = build_slides(BOOK, BOOK.chapters, out / "slides")
+    print(f"\nminibert slides: {len(paths)} decks in {time.perf_counter() - start:.1f}s")
+    return paths, out / "slides"
+
+
+@pytest.fixture(scope="module")
+def decks(node_modules):
+    """{stem: html} of every chapter's deck, and their folder."""
+    paths, out = built_decks()
     return {p.name.removesuffix(".slides.html"): p.read_text(encoding="utf-8") for p in paths}, out
 
 
