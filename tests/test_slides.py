@@ -306,11 +306,12 @@ def test_a_long_code_cell_is_left_out_with_a_pointer_and_a_tall_slide_continues(
     long_code = "\n".join(f"value_{i} = {i}  # line {i}" for i in range(55))
     table = "| English | 中文 |\n|---|---|\n" + "\n".join(f"| term number {i} | 术语{i} |" for i in range(40))
     paragraphs = "\n\n".join(f"Point {i}: a short claim." for i in range(30))
+    numbered = "\n".join(f"{i}. Goal number {i}, " + "said at some length " * 8 for i in range(1, 25))
     cells = [md("# 00 · Demo\n\nIntro."), md("## Code\n\nThe whole module:"), code(long_code), code("short = 1"),
-             md("## Many points\n\n" + paragraphs), md("## Terms\n\n" + table)]
+             md("## Many points\n\n" + paragraphs), md("## Terms\n\n" + table), md("## Goals\n\n" + numbered)]
     for c in cells:
         c.metadata["slideshow"] = {"slide_type": "-"}
-    for i in (0, 1, 4, 5):
+    for i in (0, 1, 4, 5, 6):
         cells[i].metadata["slideshow"] = {"slide_type": "slide"}
     book = _book(tmp_path, cells)
     [path] = build_slides(book, book.chapters, tmp_path / "out", node_modules=NODE_MODULES)
@@ -327,6 +328,11 @@ def test_a_long_code_cell_is_left_out_with_a_pointer_and_a_tall_slide_continues(
     tables = [s for s in sections if "term number" in s]
     assert len(tables) >= 2 and all("中文" in s for s in tables)
     assert all(len(re.findall(rf"term number {i}\b", shown)) == 1 for i in range(40))
+    # the 24-item list is cut between items, and each later part goes on numbering where the last one stopped
+    lists = [s for s in sections if "Goal number" in s]
+    assert len(lists) >= 2 and all(len(re.findall(rf"Goal number {i},", shown)) == 1 for i in range(1, 25))
+    starts = [int(m) for s in lists[1:] for m in re.findall(r'<ol start="(\d+)"', s)]
+    assert len(starts) == len(lists) - 1 and all(f"<li>Goal number {n}," in s for n, s in zip(starts, lists[1:]))
 
 
 def test_the_calculator_widget_links_to_the_app(tmp_path, node_modules):

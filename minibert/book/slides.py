@@ -321,6 +321,38 @@ def split_table(block: str, budget: int) -> list[str]:
     return parts
 
 
+_ITEM = re.compile(r"^\s{0,3}(?:[-*+]|\d+[.)])\s")
+
+
+def split_list(block: str, budget: int) -> list[str]:
+    """A markdown list too tall for one slide as several lists, cut between items (numbers kept)."""
+    items: list[list[str]] = []
+    for line in block.split("\n"):
+        if _ITEM.match(line) or not items:
+            items.append([line])
+        else:
+            items[-1].append(line)
+    parts, current = [], []
+    for item in ("\n".join(lines) for lines in items):
+        if current and block_px("\n".join(current + [item])) > budget:
+            parts.append("\n".join(current))
+            current = []
+        current.append(item)
+    parts.append("\n".join(current))
+    return parts
+
+
+def split_block(block: str, budget: int) -> list[str]:
+    """A table or list taller than `budget` cut into parts that fit; any other block as it is."""
+    if block_px(block) <= budget:
+        return [block]
+    if block.lstrip().startswith("|"):
+        return split_table(block, budget)
+    if _ITEM.match(block):
+        return split_list(block, budget)
+    return [block]
+
+
 def _wrapped_lines(text: str, chars: int) -> int:
     return sum(max(1, -(-len(line) // chars)) for line in text.split("\n"))
 
@@ -433,8 +465,7 @@ def fit_deck(nb, notebook: str):
         # Markdown: blocks grouped into cells that each fit, long paragraphs shortened, the prose in the notes.
         chunks: list[list[str]] = [[]]
         used = 0
-        blocks = [part for b in md_blocks(cell.source)
-                  for part in (split_table(b, BUDGET_PX - 60) if b.lstrip().startswith("|") else [b])]
+        blocks = [part for b in md_blocks(cell.source) for part in split_block(b, BUDGET_PX - 60)]
         for block in blocks:
             px = block_px(shorten(block))
             if chunks[-1] and used + px > BUDGET_PX:
