@@ -323,6 +323,7 @@ def test_a_long_code_cell_is_left_out_with_a_pointer_and_a_tall_slide_continues(
     sections = re.findall(r"<section\b[^>]*>(?:(?!<section).)*?</section>", deck, flags=re.S)
     with_points = [s for s in sections if "Point " in _slide_text(s)]
     assert len(with_points) >= 2
+    assert all("Many points (continued)" in _slide_text(s) for s in with_points[1:])
     assert all(shown.count(f"Point {i}: a short claim.") == 1 for i in range(30))
     # the 40-row table is cut into tables that each repeat the header
     tables = [s for s in sections if "term number" in s]

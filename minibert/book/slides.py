@@ -135,6 +135,7 @@ TEMPLATE = r"""{%- extends 'index.html.j2' -%}
   max-height: {{ resources.minibert.image_max_px }}px; width: auto; max-width: 100%; }
 .reveal .slides table { font-size: 19px; }
 .reveal .slides .minibert-pointer { color: #555; font-style: italic; }
+.reveal .slides p.minibert-continued { color: #777; font-size: 18px; margin: 0 0 6px; }
 .reveal .slides .jp-RenderedHTMLCommon { overflow-wrap: anywhere; }
 </style>
 {% endblock html_head_css %}
@@ -230,6 +231,7 @@ BUDGET_PX = HEIGHT - 28 - 40  # the slide's padding, and a margin for the estima
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _HEADING_PX = {1: (56 + 12, 46), 2: (44 + 10, 62), 3: (36 + 8, 80)}  # (px per line, characters per line)
 TEXT_LINE_PX, TEXT_CHARS = 30, 92
+CONTINUED_PX = 36  # the "<section> (continued)" line on top of a slide that continues one
 CODE_LINE_PX, CODE_CHARS = 22, 105
 
 
@@ -482,18 +484,34 @@ def fit_deck(nb, notebook: str):
             prose = [b for b in chunk if is_paragraph(b)]
             if prose:
                 cells.append(_notes(prose))
-    # Then a slide that would overflow continues on a new vertical slide at the first cell that does not fit.
-    used = 0
+    # Then a slide that would overflow continues on a new vertical slide at the first cell that does not fit,
+    # under a line naming the section it continues.
+    from .student import plain_text
+
+    fitted, used, heading = [], 0, None
     for cell in cells:
         slide_type = _slide_type(cell)
         px = cell_px(cell)
+        starts_with_heading = cell.cell_type == "markdown" and re.match(r"\s{0,3}#{1,6}\s", cell.source)
         if slide_type in ("slide", "subslide"):
             used = px
         elif px and used and used + px > BUDGET_PX:
-            _set_type(cell, "subslide")
-            used = px
+            if heading and not starts_with_heading:
+                label = nbformat.v4.new_markdown_cell(
+                    f'<p class="minibert-continued">{html.escape(heading)} (continued)</p>')
+                _set_type(label, "subslide")
+                fitted.append(label)
+                used = CONTINUED_PX + px
+            else:
+                _set_type(cell, "subslide")
+                used = px
         else:
             used += px
+        fitted.append(cell)
+        if cell.cell_type == "markdown" and slide_type not in ("skip", "notes"):
+            titles = re.findall(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", cell.source, flags=re.M)
+            heading = plain_text(titles[-1]) if titles else heading
+    cells = fitted
     for k, cell in enumerate(cells):  # cells made here need ids distinct from each other's
         if not cell.get("id") or any(c.get("id") == cell.id for c in cells[:k]):
             cell.id = f"minibert-slide-{k}"
