@@ -22,8 +22,14 @@ test: setup
 lab: setup
 	$(VENV_PY) -m jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
+# The self-study edition (each solution folded under its exercise) in _build/book/; book-class: the class
+# edition (no solution and no solution output anywhere) in _build/book-class/.
 book: setup
 	$(VENV_PY) -m minibert book
+
+.PHONY: book-class
+book-class: setup
+	$(VENV_PY) -m minibert book --edition class --out _build/book-class
 
 # The parameter calculator (chapter 07) as a web page for the classroom projector; prints its address.
 # APP_ARGS="--ip 0.0.0.0" serves it to the classroom network too (it warns: anyone there can open it).

@@ -24,6 +24,7 @@ import pytest
 
 from minibert.book import render
 from minibert.book.project import load_book
+from minibert.book.student import student_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_SECONDS = 60
@@ -321,3 +322,131 @@ def test_npm_tests_skip_without_node_modules_but_fail_under_ci(monkeypatch, tmp_
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI is set"):
         conftest.unavailable(f"needs the npm packages: {conftest.INSTALL_NPM}")
+
+
+# ---------------------------------------------------------------------------------------------- editions
+
+
+@functools.cache
+def built_class_book() -> Path:
+    """The class edition, rendered once per test session."""
+    out = Path(tempfile.mkdtemp(prefix="minibert-book-class-"))
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
+    return render.build_book(load_book(ROOT), out / "book", progress=False, edition="class").parent
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _solution_lines(book) -> dict[str, list[str]]:
+    """{notebook: the non-trivial lines inside its solution regions}, read from the teacher notebooks here.
+
+    A line counts when it has at least 12 characters and appears nowhere outside the solution regions of the
+    course (`with torch.no_grad():` or a line a worked example also shows is not the solution's to hide).
+    Markers are found by their text."""
+    inside: dict[str, list[str]] = {}
+    outside: list[str] = []
+    for chapter in book.chapters:
+        nb = json.loads(book.path(chapter.notebook).read_text(encoding="utf-8"))
+        inside[chapter.notebook] = []
+        for cell in nb["cells"]:
+            depth = 0
+            for line in "".join(cell["source"]).split("\n"):
+                if line.strip() == "### BEGIN SOLUTION":
+                    depth += 1
+                elif line.strip() == "### END SOLUTION":
+                    depth -= 1
+                else:
+                    (inside[chapter.notebook] if depth else outside).append(_norm(line))
+    elsewhere = "\n".join(outside)
+    return {nb: [ln for ln in dict.fromkeys(lines) if len(ln) >= 12 and ln not in elsewhere]
+            for nb, lines in inside.items()}
+
+
+def _vendored(folder: Path) -> set[Path]:
+    """Files of the build that are byte-for-byte copies of an npm package's file (MathJax, require.js, ...)."""
+    import hashlib
+
+    digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+    npm = {digest(p) for name, _, _ in render._NPM_ASSETS for p in (ROOT / "node_modules" / name).rglob("*")
+           if p.is_file()}
+    return {p for p in folder.rglob("*") if p.is_file() and digest(p) in npm}
+
+
+def _searchable(path: Path) -> str:
+    """A built file as text to search: as written (JSON, JS, CSS), and for HTML also as the reader sees it
+    (tags dropped, entities decoded), with runs of white space made one space."""
+    import html
+
+    raw = path.read_bytes().decode("utf-8", errors="replace")
+    text = raw
+    if path.suffix in (".html", ".htm"):
+        text += "\n" + html_text(raw)
+    return _norm(text)
+
+
+def test_class_edition_has_no_solution_line_anywhere(book, node_modules):
+    """Every file the class edition writes (pages, index, glossary, any JSON or script; the npm copies aside),
+    searched for every solution line of every chapter: none is found, and neither are the markers."""
+    folder = built_class_book()
+    lines = _solution_lines(book)
+    assert sum(map(len, lines.values())) >= 20, "too few solution lines to make this test mean anything"
+    vendored = _vendored(folder)
+    files = [p for p in sorted(folder.rglob("*")) if p.is_file() and p not in vendored]
+    assert {p.name for p in files} >= {"index.html", "glossary.html"} | {render.page_name(c) for c in book.chapters}
+    leaks = []
+    for path in files:
+        text = _searchable(path)
+        assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text, path
+        leaks += [f"{path.relative_to(folder)}: {ln!r} ({nb})" for nb, chapter_lines in lines.items()
+                  for ln in chapter_lines if ln in text]
+    assert not leaks, "solution lines in the class edition:\n" + "\n".join(leaks)
+    # What the exercise cell shows instead: the student version's stub.
+    for chapter in book.chapters:
+        page = _searchable(folder / render.page_name(chapter))
+        for e in student_notebook(book, chapter).exercises:
+            if e.solution_cells:
+                assert f'raise NotImplementedError("Exercise {e.number}:' in page, (chapter.notebook, e.number)
+
+
+def test_self_study_edition_folds_each_solution_after_its_exercise(site, book):
+    """The default edition: every solution line is on its chapter's page, inside a closed "Show a solution" fold
+    that comes after the exercise's stub; outside the folds the page reads like the class edition."""
+    folder, _ = site
+    lines = _solution_lines(book)
+    for chapter in book.chapters:
+        raw = (folder / render.page_name(chapter)).read_text(encoding="utf-8")
+        assert "BEGIN SOLUTION" not in raw and "END SOLUTION" not in raw, chapter.notebook
+        folds = re.findall(r'<details class="minibert-solution" data-exercise="([\d.]+)">(.*?)</details>', raw, re.S)
+        assert re.findall(r"<details\b[^>]*\bopen\b", raw) == [], "a fold starts closed"
+        exercises = [e for e in student_notebook(book, chapter).exercises if e.solution_cells]
+        assert [number for number, _ in folds] == [e.number for e in exercises], chapter.notebook
+        for number, body in folds:
+            assert "<summary>Show a solution" in body
+            stub = raw.index(f"Exercise {number}:")  # the stub's message, in the exercise cell
+            assert stub < raw.index(f'data-exercise="{number}"'), f"{chapter.notebook}: fold {number} before its stub"
+        inside = _norm(html_text("".join(body for _, body in folds)))
+        outside = _norm(html_text(re.sub(r'<details class="minibert-solution".*?</details>', "", raw, flags=re.S)))
+        for ln in lines[chapter.notebook]:
+            assert ln in inside, f"{chapter.notebook}: solution line {ln!r} is not in a fold"
+            assert ln not in outside, f"{chapter.notebook}: solution line {ln!r} outside the folds"
+
+
+def html_text(fragment: str) -> str:
+    """HTML as the reader sees it: tags dropped (highlighted code is one <span> per token), entities decoded."""
+    import html
+
+    return html.unescape(re.sub(r"<[^>]+>", "", fragment))
+
+
+def test_book_command_refuses_an_unknown_edition(tmp_path, capsys):
+    from minibert.book.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--root", str(ROOT), "book", "--edition", "teacher", "--out", str(tmp_path / "b")])
+    assert info.value.code == 2
+    assert "unknown book edition 'teacher'; expected one of: self-study, class" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"unknown book edition 'Class'"):
+        render.build_book(load_book(ROOT), tmp_path / "b", progress=False, edition="Class")
+    assert not (tmp_path / "b").exists()

@@ -225,6 +225,23 @@ def test_glossary_lists_terms_from_every_chapter(page, book_url):
     page.guard.check()
 
 
+def test_a_solution_stays_folded_until_the_reader_opens_it(page, book_url):
+    """The self-study edition in the browser: the exercise's stub shows, its solution does not until
+    "Show a solution" is clicked."""
+    from minibert.book.student import student_notebook
+
+    chapter = next(c for c in BOOK.chapters if any(e.solution_cells for e in student_notebook(BOOK, c).exercises))
+    exercise = next(e for e in student_notebook(BOOK, chapter).exercises if e.solution_cells)
+    page.goto(book_url + render.page_name(chapter))
+    fold = page.locator(f'details.minibert-solution[data-exercise="{exercise.number}"]')
+    solution = fold.locator(".jp-CodeCell").first
+    assert fold.count() == 1 and not solution.is_visible()
+    assert page.get_by_text(f"Exercise {exercise.number}:", exact=False).first.is_visible()  # the stub's message
+    fold.locator("summary", has_text="Show a solution").click()
+    assert solution.is_visible() and "BEGIN SOLUTION" not in solution.inner_text()
+    page.guard.check()
+
+
 # A two-cell course written here, so the math, the figure, a markdown image and saved widgets are tested
 # whatever the chapters contain today.
 FIXTURE_CELLS = [
@@ -407,3 +424,119 @@ def test_app_shows_the_calculator_updates_the_total_and_stops(browser, tmp_path)
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
+
+
+# ---------------------------------------------------------------------------------------------- the slides
+
+# Walks every slide of a deck inside the page (one call per deck): shows it, waits for MathJax, and measures
+# the box holding everything visible on it. A box that scrolls (code, outputs) counts as its own outline, as
+# its content is reached by scrolling inside it; a box that hides what overflows it is reported as cut off.
+MEASURE_SLIDES = """async () => {
+  Reveal.configure({transition: 'none', backgroundTransition: 'none'});
+  const typeset = () => new Promise(done => (window.MathJax && MathJax.Hub) ? MathJax.Hub.Queue(done) : done());
+  const results = [];
+  for (const slide of Reveal.getSlides()) {
+    const at = Reveal.getIndices(slide);
+    Reveal.slide(at.h, at.v || 0);
+    if (slide.querySelector('.MathJax_CHTML, .MathJax_Preview, script[type^="math/tex"]')) await typeset();
+    await new Promise(done => requestAnimationFrame(() => done()));
+    let box = null;
+    const cut = [];
+    const walk = (el) => {
+      for (const child of el.children) {
+        const style = getComputedStyle(child);
+        if (child.matches('aside.notes, script, style') || style.display === 'none') continue;
+        const r = child.getBoundingClientRect();
+        if (r.width || r.height) {
+          box = box ? {left: Math.min(box.left, r.left), top: Math.min(box.top, r.top),
+                       right: Math.max(box.right, r.right), bottom: Math.max(box.bottom, r.bottom)}
+                    : {left: r.left, top: r.top, right: r.right, bottom: r.bottom};
+        }
+        if (style.overflowX === 'visible' && style.overflowY === 'visible') { walk(child); continue; }
+        const hides = v => v === 'hidden' || v === 'clip';
+        if ((hides(style.overflowX) && child.scrollWidth > child.clientWidth + 1)
+            || (hides(style.overflowY) && child.scrollHeight > child.clientHeight + 1)) {
+          cut.push(child.tagName.toLowerCase() + '.' + [...child.classList].join('.'));
+        }
+      }
+    };
+    walk(slide);
+    const first = (slide.querySelector('h1, h2, h3, p, pre') || slide).innerText.trim().split('\\n')[0];
+    results.push({h: at.h, v: at.v || 0, box, cut, first: first.slice(0, 70),
+                  notes: slide.querySelectorAll(':scope > aside.notes, :scope aside.notes').length});
+  }
+  return results;
+}"""
+SLIDE_W, SLIDE_H = 1280, 720
+
+
+@pytest.fixture(scope="module")
+def slide_decks(serve, node_modules):
+    """Every chapter's deck, built once and served from 127.0.0.1: {chapter stem: URL}."""
+    from test_slides import built_decks  # one build for both files (tests/ is on sys.path under pytest)
+
+    decks, out = built_decks()
+    base = serve(out)
+    return {path.name.removesuffix(".slides.html"): base + path.name for path in decks}
+
+
+def _measure_deck(browser, url: str, name: str) -> tuple[list[dict], list[str]]:
+    """(every slide's measurements, the problems found) for the deck at `url`, in one page at 1280x720."""
+    context = browser.new_context(viewport={"width": SLIDE_W, "height": SLIDE_H})
+    try:
+        guard = Guard(context)
+        page = guard.watch(context.new_page())
+        page.goto(url)
+        page.wait_for_function("() => window.Reveal && Reveal.isReady()", timeout=30_000)
+        slides = page.evaluate(MEASURE_SLIDES)
+        guard.check()
+    finally:
+        context.close()
+    problems = []
+    for s in slides:
+        where = f"{name} deck, slide {s['h']}/{s['v']} ({s['first']!r})"
+        box = s["box"]
+        if box and (box["left"] < -1 or box["top"] < -1 or box["right"] > SLIDE_W + 1 or box["bottom"] > SLIDE_H + 1):
+            problems.append(f"{where}: its content spans x {box['left']:.0f}..{box['right']:.0f}, "
+                            f"y {box['top']:.0f}..{box['bottom']:.0f}; the screen is {SLIDE_W}x{SLIDE_H}")
+        if s["cut"]:
+            problems.append(f"{where}: content cut off in {s['cut']}")
+    return slides, problems
+
+
+@pytest.mark.parametrize("chapter", BOOK.chapters, ids=[c.stem for c in BOOK.chapters])
+def test_every_slide_fits_a_1280x720_screen(browser, slide_decks, chapter):
+    """Each slide of the deck, shown in Chromium at 1280x720 (a projector): everything on it lies inside the
+    screen, and nothing is cut off; long code and outputs scroll inside their own boxes. Most slides carry
+    speaker notes."""
+    import time
+
+    start = time.perf_counter()
+    slides, problems = _measure_deck(browser, slide_decks[chapter.stem], chapter.stem)
+    print(f"\n{chapter.stem}: {len(slides)} slides measured in {time.perf_counter() - start:.1f} s")
+    assert len(slides) >= 3
+    assert not problems, "\n".join(problems)
+    with_notes = sum(s["notes"] > 0 for s in slides)
+    assert with_notes >= len(slides) // 3, f"{chapter.stem}: speaker notes on only {with_notes} of {len(slides)} slides"
+
+
+def test_the_slide_walk_names_a_slide_that_overflows(browser, serve, tmp_path, node_modules):
+    """The measurement catches what the build cannot foresee: a 1500 px block written as raw HTML."""
+    from minibert.book.slides import build_slides
+
+    cells = [nbformat.v4.new_markdown_cell("# 00 · Demo\n\nIntro."),
+             nbformat.v4.new_markdown_cell("## Too tall\n\n<div style=\"height:1500px\">a tall block</div>"),
+             nbformat.v4.new_markdown_cell("## Fine\n\nShort.")]
+    for cell in cells:
+        cell.metadata["slideshow"] = {"slide_type": "slide"}
+    (tmp_path / "notebooks").mkdir()
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), tmp_path / "notebooks" / "00_demo.ipynb")
+    (tmp_path / "book.toml").write_text(
+        '[book]\ntitle = "Demo"\nauthors = ["A"]\nlanguage = "en"\ndescription = "d"\n\n'
+        '[[chapters]]\nnotebook = "notebooks/00_demo.ipynb"\ntitle = "Demo"\nmodule = "minibert/demo.py"\n')
+    [deck] = build_slides(load_book(tmp_path), load_book(tmp_path).chapters, tmp_path / "out",
+                          node_modules=ROOT / "node_modules")
+    slides, problems = _measure_deck(browser, serve(tmp_path / "out") + deck.name, "00_demo")
+    assert len(slides) == 3
+    assert len(problems) == 1 and problems[0].startswith("00_demo deck, slide 1/0 ('Too tall')"), problems
+    assert "the screen is 1280x720" in problems[0]

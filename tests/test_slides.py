@@ -4,9 +4,13 @@ saying what to install when reveal.js or MathJax is missing. All decks are rende
 
 from __future__ import annotations
 
+import atexit
+import functools
 import html
 import json
 import re
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,14 +31,21 @@ md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 
 
-@pytest.fixture(scope="module")
-def decks(tmp_path_factory, node_modules):
-    """Every chapter's deck, rendered once: {stem: html}, plus the folder and the time it took."""
-    out = tmp_path_factory.mktemp("slides")
+@functools.cache
+def built_decks() -> tuple[list[Path], Path]:
+    """Every chapter's deck, rendered once per test session (tests/test_browser.py measures the same build)."""
+    out = Path(tempfile.mkdtemp(prefix="minibert-slides-"))
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
     start = time.perf_counter()
-    paths = build_slides(BOOK, BOOK.chapters, out)
-    seconds = time.perf_counter() - start
-    print(f"\nminibert slides: {len(paths)} decks in {seconds:.1f}s")
+    paths = build_slides(BOOK, BOOK.chapters, out / "slides")
+    print(f"\nminibert slides: {len(paths)} decks in {time.perf_counter() - start:.1f}s")
+    return paths, out / "slides"
+
+
+@pytest.fixture(scope="module")
+def decks(node_modules):
+    """{stem: html} of every chapter's deck, and their folder."""
+    paths, out = built_decks()
     return {p.name.removesuffix(".slides.html"): p.read_text(encoding="utf-8") for p in paths}, out
 
 
@@ -119,8 +130,11 @@ def test_authored_slide_metadata_is_kept(tmp_path, node_modules):
     cells[5].metadata["slideshow"] = {"slide_type": "fragment"}
     book = _book(tmp_path, cells)
     nb = slide_notebook(book, book.chapters[0])
-    assert [c.metadata["slideshow"]["slide_type"] for c in nb.cells] == [c.metadata["slideshow"]["slide_type"]
-                                                                         for c in cells]
+    # (the deck adds speaker-notes cells after the prose; the chapter's own cells keep their types)
+    kept = [c for c in nb.cells if c.id.startswith("cell-")]
+    assert [c.id for c in kept] == [c.id for c in cells]
+    assert [c.metadata["slideshow"]["slide_type"] for c in kept] == [c.metadata["slideshow"]["slide_type"]
+                                                                     for c in cells]
     [path] = build_slides(book, book.chapters, tmp_path / "out", node_modules=NODE_MODULES)
     deck = path.read_text(encoding="utf-8")
     assert "print(x)" in _text(deck) and "Some words." in deck and "First idea" not in deck
@@ -207,6 +221,7 @@ def test_each_chapter_has_a_sensible_offline_deck(chapter, decks):
     secret = [ln.strip() for ln in student.solution_lines if len(ln.strip()) > 12 and ln.strip() not in shown]
     assert [ln for ln in secret if ln in text] == [], f"{chapter.notebook}: solution lines on the slides"
     assert "widget-view+json" not in deck, f"{chapter.notebook}: a widget's output would show as its Python repr"
+    assert '<aside class="notes">' in deck, f"{chapter.notebook}: no speaker notes"
     # the key pictures: a chapter with figures shows at least one
     figures = sum(any(k in o.get("data", {}) for o in c.get("outputs", []) for k in ("image/png", "image/svg+xml"))
                   for c in teacher["cells"] if c["cell_type"] == "code")
@@ -243,3 +258,103 @@ def test_command_renders_the_chosen_chapter(tmp_path, capsys, node_modules):
     assert f"wrote {out / deck_name(CHAPTERS[0])}" in capsys.readouterr().out
     assert main(["--root", str(BOOK.root), "slides", "no_such_chapter", "--out", str(out)]) == 2
     assert "no chapter matches ['no_such_chapter']" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------- fitting a 1280x720 screen
+# (tests/test_browser.py measures every slide of every deck in Chromium; these pin down how the build gets there)
+
+
+def _slide_text(deck: str) -> str:
+    """The text on the slides, speaker notes left out."""
+    return _text(re.sub(r'<aside class="notes">.*?</aside>', "", deck, flags=re.S))
+
+
+def _notes_text(deck: str) -> str:
+    return _text("".join(re.findall(r'<aside class="notes">(.*?)</aside>', deck, flags=re.S)))
+
+
+LONG = ("Attention mixes the tokens of a sentence. " + "Each query is compared with every key, and the softmax "
+        "turns the scores into weights that sum to one, so the output is an average of the values. " * 3).strip()
+
+
+def test_long_prose_shows_its_first_sentence_and_goes_whole_to_the_speaker_notes(tmp_path, node_modules):
+    prompt = "**Exercise 0.1.** " + LONG  # a prompt stays whole: the class needs all of it
+    cells = [md("# 00 · Demo\n\n" + LONG), code("x = 1"), md("## Exercises\n\n" + prompt),
+             code("### BEGIN SOLUTION\ny = 2 * x\n### END SOLUTION"), code("assert y == 2")]
+    book = _book(tmp_path, cells)
+    [path] = build_slides(book, book.chapters, tmp_path / "out", node_modules=NODE_MODULES)
+    deck = path.read_text(encoding="utf-8")
+    shown, notes = _slide_text(deck), _notes_text(deck)
+    assert "Attention mixes the tokens of a sentence. …" in shown
+    assert "turns the scores into weights" in notes and " ".join(LONG.split()) in " ".join(notes.split())
+    assert "turns the scores into weights" in shown.split("Exercise 0.1.")[1]  # the prompt, whole
+    assert deck.count('<aside class="notes">') >= 2
+
+
+def test_first_sentence_never_ends_inside_code_math_or_bold():
+    from minibert.book.slides import first_sentence, shorten
+
+    assert first_sentence("Call `x.view(B, T)` first. Then more.") == "Call `x.view(B, T)` first."
+    assert first_sentence("With $p = 0.1. A$ kept. Rest.") == "With $p = 0.1. A$ kept."
+    assert first_sentence("No end here") == "No end here"
+    long_bold = "**A caveat. Float16** has a small range. " + "More words follow here. " * 12
+    assert shorten(long_bold) == "**A caveat.** …"  # the bold is closed again
+    assert shorten("- a list item " * 30) == "- a list item " * 30  # lists are not prose
+
+
+def test_a_long_code_cell_is_left_out_with_a_pointer_and_a_tall_slide_continues(tmp_path, node_modules):
+    long_code = "\n".join(f"value_{i} = {i}  # line {i}" for i in range(55))
+    table = "| English | 中文 |\n|---|---|\n" + "\n".join(f"| term number {i} | 术语{i} |" for i in range(40))
+    paragraphs = "\n\n".join(f"Point {i}: a short claim." for i in range(30))
+    numbered = "\n".join(f"{i}. Goal number {i}, " + "said at some length " * 8 for i in range(1, 25))
+    cells = [md("# 00 · Demo\n\nIntro."), md("## Code\n\nThe whole module:"), code(long_code), code("short = 1"),
+             md("## Many points\n\n" + paragraphs), md("## Terms\n\n" + table), md("## Goals\n\n" + numbered)]
+    for c in cells:
+        c.metadata["slideshow"] = {"slide_type": "-"}
+    for i in (0, 1, 4, 5, 6):
+        cells[i].metadata["slideshow"] = {"slide_type": "slide"}
+    book = _book(tmp_path, cells)
+    [path] = build_slides(book, book.chapters, tmp_path / "out", node_modules=NODE_MODULES)
+    deck = path.read_text(encoding="utf-8")
+    shown = _slide_text(deck)
+    assert "The code of this step (55 lines) is in the notebook 00_demo.ipynb, cell 3." in shown
+    assert "value_54" not in deck and "short = 1" in shown
+    # 30 points do not fit one slide: they continue on vertical slides, each point shown exactly once
+    sections = re.findall(r"<section\b[^>]*>(?:(?!<section).)*?</section>", deck, flags=re.S)
+    with_points = [s for s in sections if "Point " in _slide_text(s)]
+    assert len(with_points) >= 2
+    assert all("Many points (continued)" in _slide_text(s) for s in with_points[1:])
+    assert all(shown.count(f"Point {i}: a short claim.") == 1 for i in range(30))
+    # the 40-row table is cut into tables that each repeat the header
+    tables = [s for s in sections if "term number" in s]
+    assert len(tables) >= 2 and all("中文" in s for s in tables)
+    assert all(len(re.findall(rf"term number {i}\b", shown)) == 1 for i in range(40))
+    # the 24-item list is cut between items, and each later part goes on numbering where the last one stopped
+    lists = [s for s in sections if "Goal number" in s]
+    assert len(lists) >= 2 and all(len(re.findall(rf"Goal number {i},", shown)) == 1 for i in range(1, 25))
+    starts = [int(m) for s in lists[1:] for m in re.findall(r'<ol start="(\d+)"', s)]
+    assert len(starts) == len(lists) - 1 and all(f"<li>Goal number {n}," in s for n, s in zip(starts, lists[1:]))
+
+
+def test_the_calculator_widget_links_to_the_app(tmp_path, node_modules):
+    from minibert.book.app import DEFAULT_PORT, app_url
+
+    cells = [nbformat.from_dict(c) for c in DEMO]
+    cells[3].outputs = [nbformat.v4.new_output("display_data", data={
+        "application/vnd.jupyter.widget-view+json": {"model_id": "abc", "version_major": 2, "version_minor": 0},
+        "text/plain": "ParameterCalculator(children=(HBox(children=(VBox(children=(Dropdown(...",
+    })]
+    cells[3].metadata["slideshow"] = {"slide_type": "slide"}
+    book = _book(tmp_path, cells)
+    [path] = build_slides(book, book.chapters, tmp_path / "out", node_modules=NODE_MODULES)
+    deck = path.read_text(encoding="utf-8")
+    assert f'<a href="{app_url(DEFAULT_PORT)}">' in deck and "<code>minibert app</code>" in deck
+    assert "ParameterCalculator(" not in deck
+
+
+def test_chapter_07s_deck_links_to_the_live_calculator(decks):
+    from minibert.book.app import DEFAULT_PORT, app_url
+
+    rendered, _ = decks
+    [stem] = [s for s in rendered if s.startswith("07_")]
+    assert f'<a href="{app_url(DEFAULT_PORT)}">' in rendered[stem] and "minibert app" in _slide_text(rendered[stem])

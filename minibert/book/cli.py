@@ -48,11 +48,21 @@ def _cmd_chapters(book, args) -> int:
     return 0
 
 
+def _edition(text: str) -> str:
+    """--edition value: self-study or class."""
+    from .render import check_edition
+
+    try:
+        return check_edition(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _cmd_book(book, args) -> int:
     from .render import build_book
 
-    index = build_book(book, Path(args.out) if args.out else None)
-    print(f"minibert book: wrote {index}")
+    index = build_book(book, Path(args.out) if args.out else None, edition=args.edition)
+    print(f"minibert book: wrote the {args.edition} edition, {index}")
     return 0
 
 
@@ -250,7 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_chapters)
 
     p = sub.add_parser("book", help="render the course to HTML in _build/book/")
-    p.add_argument("--out", help="output folder (default: _build/book)")
+    p.add_argument("--edition", type=_edition, default="self-study", metavar="self-study|class",
+                   help="self-study (default): each solution folded under its exercise; class: no solutions at all")
+    p.add_argument("--out", help="output folder (default: _build/book, or _build/book-class for --edition class)")
     p.set_defaults(func=_cmd_book)
 
     p = sub.add_parser("app", help="serve chapter 07's parameter calculator with Voila (localhost unless --ip)")

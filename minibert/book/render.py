@@ -26,6 +26,12 @@ REQUIRE_JS_URL = f"{ASSETS}/require.js"
 WIDGET_RENDERER_URL = f"{ASSETS}/html-manager/embed-amd.js"
 GLOSSARY = "glossary.html"
 INDEX = "index.html"
+# The two editions: "self-study" folds each exercise's solution behind a "Show a solution" control after the
+# exercise; "class" (for a class that does the exercises) carries no solution and no solution output at all.
+SELF_STUDY, CLASS = "self-study", "class"
+EDITIONS = (SELF_STUDY, CLASS)
+DEFAULT_OUT = {SELF_STUDY: "_build/book", CLASS: "_build/book-class"}
+FOLD = "minibert_fold"  # cell metadata the template reads: {"exercise": "4.1", "start": bool, "end": bool}
 
 # (package in node_modules, files to copy as path prefixes relative to it, folder under assets/).
 # MathJax 2 (what nbconvert's templates configure) is trimmed to TeX input and CommonHTML output with
@@ -232,7 +238,14 @@ def _site_page(book: Book, title: str, body: str) -> str:
                             glossary=GLOSSARY, body=body)
 
 
-def render_index(book: Book, goals: dict[int, list[str]]) -> str:
+EDITION_NOTE = {
+    SELF_STUDY: "Self-study edition: each exercise's solution is folded away under it; open "
+                "\u201cShow a solution\u201d once you have tried.",
+    CLASS: "Class edition: the exercises without their solutions.",
+}
+
+
+def render_index(book: Book, goals: dict[int, list[str]], edition: str = SELF_STUDY) -> str:
     items = []
     for chapter in book.chapters:
         chapter_goals = goals.get(chapter.number, [])
@@ -243,6 +256,7 @@ def render_index(book: Book, goals: dict[int, list[str]]) -> str:
                      f'{"<div class=muted>You will be able to:</div>" if chapter_goals else ""}{goal_list}</li>')
     body = (f"<h1>{html.escape(book.title)}</h1><p>{html.escape(book.description)}</p>"
             f'<p class="muted">{html.escape(", ".join(book.authors))}</p>'
+            f'<p class="edition">{html.escape(EDITION_NOTE[edition])}</p>'
             f'<ol class="chapters">{"".join(items)}</ol>')
     return _site_page(book, book.title, body)
 
@@ -318,8 +332,69 @@ def _exporter():
                         widget_renderer_url=WIDGET_RENDERER_URL, embed_images=True)
 
 
-def build_book(book: Book, out: Path | None = None, progress: bool = True) -> Path:
-    """Write the site into `out` (default `_build/book/`) and return the index page's path.
+def check_edition(edition: str) -> str:
+    if edition not in EDITIONS:
+        raise ValueError(f"unknown book edition {edition!r}; expected one of: {', '.join(EDITIONS)}")
+    return edition
+
+
+def _without_markers(source: str, where: str) -> str:
+    """A solution cell as the teacher wrote it, minus its `### BEGIN/END SOLUTION` lines."""
+    from .student import regions
+
+    markers = {i for r in regions(source, where) for i in (r.begin, r.end)}
+    return "\n".join(line for i, line in enumerate(source.split("\n")) if i not in markers)
+
+
+def edition_notebook(book: Book, chapter: Chapter, edition: str):
+    """The notebook a chapter page is rendered from, in one of the two editions.
+
+    Both start from the student version (minibert.book.student): each solution region is the
+    `raise NotImplementedError(...)` stub, and exercise and check cells have no outputs. The class edition is
+    exactly that. The self-study edition adds, after each exercise's check cell, a fold holding the solution
+    cells as the teacher wrote them (markers removed) with their stored outputs, then what the check printed.
+    """
+    import copy
+
+    import nbformat
+
+    from .student import _source, find_exercises, student_notebook
+
+    check_edition(edition)
+    student = student_notebook(book, chapter)
+    nb = nbformat.reads(student.text, as_version=4)
+    if edition == CLASS:
+        return nb
+    teacher = nbformat.read(book.path(chapter.notebook), as_version=4)
+    # find_exercises reads plain dicts; the student notebook keeps the teacher's cell order and count.
+    exercises = find_exercises(nbformat.from_dict(teacher), chapter.notebook)
+    inserts: list[tuple[int, list]] = []
+    for e in exercises:
+        if not e.solution_cells:
+            continue
+        fold = []
+        for i in e.solution_cells:
+            cell = copy.deepcopy(teacher.cells[i])
+            cell.source = _without_markers(_source(cell), f"{chapter.notebook}, cell {i + 1}")
+            fold.append(cell)
+        if e.check_cell is not None and teacher.cells[e.check_cell].get("outputs"):
+            check = copy.deepcopy(teacher.cells[e.check_cell])
+            check.metadata.setdefault("transient", {})["remove_source"] = True  # its outputs only
+            fold.append(check)
+        for k, cell in enumerate(fold):
+            if "id" in cell:
+                cell.id = f"{cell.id}-solution"[:64]
+            cell.metadata[FOLD] = {"exercise": e.number, "start": k == 0, "end": k == len(fold) - 1}
+        after = e.check_cell if e.check_cell is not None else e.solution_cells[-1]
+        inserts.append((after + 1, fold))
+    for at, fold in reversed(inserts):
+        nb.cells[at:at] = fold
+    return nb
+
+
+def build_book(book: Book, out: Path | None = None, progress: bool = True, edition: str = SELF_STUDY) -> Path:
+    """Write the site into `out` (default `_build/book/`, `_build/book-class/` for the class edition) and
+    return the index page's path.
 
     The site is built in a temporary folder beside `out` and replaces the previous one only when every page
     was written (minibert.book.outdir): a failed build leaves the previous site as it was.
@@ -329,7 +404,8 @@ def build_book(book: Book, out: Path | None = None, progress: bool = True) -> Pa
 
     from .outdir import output_folder
 
-    out = Path(out) if out else book.path("_build/book")
+    check_edition(edition)
+    out = Path(out) if out else book.path(DEFAULT_OUT[edition])
     with output_folder(book, out, "book") as stage:
         exporter = _exporter()
         goals: dict[int, list[str]] = {}
@@ -342,7 +418,7 @@ def build_book(book: Book, out: Path | None = None, progress: bool = True) -> Pa
                 bar.set_postfix_str(Path(chapter.notebook).name)
                 path = book.path(chapter.notebook)
                 try:
-                    nb = nbformat.read(path, as_version=4)
+                    nb = edition_notebook(book, chapter, edition)
                 except (OSError, ValueError) as exc:  # NotJSONError and ValidationError are ValueErrors
                     raise BookError(f"{chapter.notebook}: cannot read the notebook ({exc}); "
                                     f"no page was written") from None
@@ -357,7 +433,7 @@ def build_book(book: Book, out: Path | None = None, progress: bool = True) -> Pa
                 bar.update()
             bar.set_postfix_str("index and glossary")
             _write_atomic(stage / GLOSSARY, render_glossary(book, terms))
-            _write_atomic(stage / INDEX, render_index(book, goals))
+            _write_atomic(stage / INDEX, render_index(book, goals, edition))
             bar.update()
         finally:
             bar.close()
