@@ -272,6 +272,11 @@ WRONG_ANSWERS = {
         "found, kind, start = [], None, 0\nfor i, t in enumerate(tags + ['O']):\n"
         "    if kind is not None and t[2:] != kind:\n        found.append((kind, start, i))\n        kind = None\n"
         "    if t.startswith('B-') and kind is None:\n        kind, start = t[2:], i\nreturn found"],
+    "12.3": [  # -100 positions counted; the mean of per-text accuracies; divided by every position
+        "return (logits.argmax(-1) == labels).float().mean().item()",
+        "keep = labels != -100\nright = (logits.argmax(-1) == labels) & keep\n"
+        "return (right.sum(1).float() / keep.sum(1)).mean().item()",
+        "keep = labels != -100\nreturn ((logits.argmax(-1) == labels) & keep).sum().item() / labels.numel()"],
 }
 
 

@@ -71,3 +71,26 @@ def check_entity_spans(fn) -> None:
         expect(False, "12.2", f"for {tags} got {have}, expected {want}: {problem}.",
                "walk the tags: B-X opens an entity of type X, I-X extends an open X, anything else closes it.")
     passed("12.2")
+
+
+def check_token_accuracy(fn) -> None:
+    """Cases written by hand: logits (B, T, L), labels (B, T) with -100, and the expected share."""
+    import torch
+
+    not_done(fn, "12.3")
+    logits = torch.tensor([[[2.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 1.0], [5.0, 0.0, 0.0]],
+                           [[0.0, 1.0, 0.0], [0.0, 0.0, 4.0], [1.0, 0.0, 0.0], [0.0, 2.0, 0.0]]])
+    # predictions: [[0, 1, 2, 0], [1, 2, 0, 1]]
+    labels = torch.tensor([[-100, 1, 0, 1], [1, -100, -100, -100]])  # labelled: ok, wrong, wrong | ok
+    have = fn(logits, labels)
+    have = float(have) if isinstance(have, (int, float, torch.Tensor)) and not isinstance(have, bool) else have
+    expect(isinstance(have, float), "12.3", f"expected a number, got {have!r}.", "return a float (or a 0-d tensor).")
+    if abs(have - 2 / 8) < 1e-6:
+        expect(False, "12.3", f"got {have:.3f}: positions labelled -100 were counted.",
+               "keep only the positions where labels != -100, then compare.")
+    if abs(have - (1 / 3 + 1 / 1) / 2) < 1e-6:
+        expect(False, "12.3", f"got {have:.3f}: the mean of per-text accuracies weighs a short text like a long one.",
+               "count right tokens over all texts, divide by all labelled tokens.")
+    expect(abs(have - 2 / 4) < 1e-6, "12.3", f"got {have:.3f}, expected 0.5 (2 of the 4 labelled tokens right).",
+           "predicted = logits.argmax(-1) (over the labels, the last dimension); compare where labels != -100.")
+    passed("12.3")
