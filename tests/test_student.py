@@ -353,6 +353,26 @@ WRONG_ANSWERS = {
         "opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=peak)\n"
         "sched = get_cosine_schedule_with_warmup(opt, warmup_steps, total_steps)\n"
         "return peak * sched.lr_lambdas[0](step)"],
+    "12.1": [  # every character of a span tagged B-; every character I- (no B-); end taken as inclusive
+        "tags = ['O'] * len(text)\nfor s, e, k in spans:\n    for i in range(s, e):\n        tags[i] = 'B-' + k\nreturn tags",
+        "tags = ['O'] * len(text)\nfor s, e, k in spans:\n    for i in range(s, e):\n        tags[i] = 'I-' + k\nreturn tags",
+        "tags = ['O'] * len(text)\nfor s, e, k in spans:\n    tags[s] = 'B-' + k\n"
+        "    for i in range(s + 1, min(e + 1, len(text))):\n        tags[i] = 'I-' + k\nreturn tags"],
+    "12.2": [  # end inclusive; a stray I- opens an entity (the lenient reading); B- after B- of a type merged
+        "found, kind, start = [], None, 0\nfor i, t in enumerate(tags + ['O']):\n"
+        "    if kind is not None and t != 'I-' + kind:\n        found.append((kind, start, i - 1))\n        kind = None\n"
+        "    if t.startswith('B-'):\n        kind, start = t[2:], i\nreturn found",
+        "found, kind, start = [], None, 0\nfor i, t in enumerate(tags + ['O']):\n"
+        "    if kind is not None and t != 'I-' + kind:\n        found.append((kind, start, i))\n        kind = None\n"
+        "    if t.startswith('B-') or (t.startswith('I-') and kind is None):\n        kind, start = t[2:], i\nreturn found",
+        "found, kind, start = [], None, 0\nfor i, t in enumerate(tags + ['O']):\n"
+        "    if kind is not None and t[2:] != kind:\n        found.append((kind, start, i))\n        kind = None\n"
+        "    if t.startswith('B-') and kind is None:\n        kind, start = t[2:], i\nreturn found"],
+    "12.3": [  # -100 positions counted; the mean of per-text accuracies; divided by every position
+        "return (logits.argmax(-1) == labels).float().mean().item()",
+        "keep = labels != -100\nright = (logits.argmax(-1) == labels) & keep\n"
+        "return (right.sum(1).float() / keep.sum(1)).mean().item()",
+        "keep = labels != -100\nreturn ((logits.argmax(-1) == labels) & keep).sum().item() / labels.numel()"],
 }
 
 

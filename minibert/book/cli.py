@@ -241,6 +241,29 @@ def _cmd_pretrain(book, args) -> int:
     return main(args)
 
 
+def _cmd_finetune(book, args) -> int:
+    from .finetune import main  # imports torch only now
+
+    return main(args)
+
+
+def _cmd_finetune_experiments(book, args) -> int:
+    from .finetune import experiments
+
+    return experiments(args)
+
+
+def _add_finetune(sub) -> None:
+    from .finetune import add_arguments, experiments_arguments  # argparse only: no torch at start-up
+
+    p = sub.add_parser("finetune", help="fine-tune a sentence or token classifier (chapter 12)")
+    add_arguments(p)
+    p.set_defaults(func=_cmd_finetune, needs_book=False)
+    p = sub.add_parser("finetune-experiments", help="chapter 12's experiment set: pretrained against random init")
+    experiments_arguments(p)
+    p.set_defaults(func=_cmd_finetune_experiments, needs_book=False)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="minibert", description="Tools for the minibert course.")
     parser.add_argument("--root", help="the course repository (default: the folder holding book.toml)")
@@ -313,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(p)
     p.set_defaults(func=_cmd_pretrain, needs_book=False)
+    _add_finetune(sub)
     return parser
 
 

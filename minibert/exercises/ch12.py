@@ -1,0 +1,96 @@
+"""Checks for chapter 12, fine-tuning.
+
+Expected values are written out by hand for each case below (and, for 12.2, also compared with seqeval's own
+reading of the tags in strict IOB2 mode, computed before the answer runs).
+"""
+
+from __future__ import annotations
+
+from . import expect, not_done, passed
+
+# (text, spans [start, end) with a type) -> BIO tags, written by hand
+_SPAN_CASES = (
+    ("江泽民访问北京", [(0, 3, "PER"), (5, 7, "LOC")], ["B-PER", "I-PER", "I-PER", "O", "O", "B-LOC", "I-LOC"]),
+    ("北京上海", [(0, 2, "LOC"), (2, 4, "LOC")], ["B-LOC", "I-LOC", "B-LOC", "I-LOC"]),  # two entities side by side
+    ("在京", [(1, 2, "LOC")], ["O", "B-LOC"]),  # a one-character entity at the end
+    ("今天", [], ["O", "O"]),
+)
+
+
+def check_bio_from_spans(fn) -> None:
+    not_done(fn, "12.1")
+    for text, spans, want in _SPAN_CASES:
+        have = fn(text, list(spans))
+        expect(isinstance(have, list) and len(have) == len(text), "12.1",
+               f"for {text!r} expected a list of {len(text)} tags (one per character), got {have!r}.",
+               "start from ['O'] * len(text).")
+        if have != want:
+            if any(t.startswith("I-") and w.startswith("B-") for t, w in zip(have, want)):
+                problem = "an entity's first character must be tagged B-, not I-"
+            elif any(t.startswith("B-") and w.startswith("I-") for t, w in zip(have, want)):
+                problem = "only an entity's first character is B-; the others are I-"
+            elif sum(t != "O" for t in have) != sum(w != "O" for w in want):
+                problem = "the entities cover the wrong number of characters (end is exclusive: [start, end))"
+            else:
+                problem = "the tags differ"
+            expect(False, "12.1", f"for {text!r} with spans {spans} got {have}, expected {want}: {problem}.",
+                   "tags[start] = 'B-' + type, tags[start + 1:end] = 'I-' + type for each span.")
+    passed("12.1")
+
+
+# tags -> entities (type, start, end exclusive), strict IOB2, written by hand
+_TAG_CASES = (
+    (["B-PER", "I-PER", "O", "B-LOC"], [("PER", 0, 2), ("LOC", 3, 4)]),
+    (["B-LOC", "B-LOC", "I-LOC"], [("LOC", 0, 1), ("LOC", 1, 3)]),  # B after B starts a new entity
+    (["O", "I-PER", "I-PER", "O"], []),  # I- without a B-: no entity in strict IOB2
+    (["B-PER", "I-LOC", "O"], [("PER", 0, 1)]),  # an I- of another type ends the entity and starts none
+    (["B-ORG", "I-ORG", "I-ORG"], [("ORG", 0, 3)]),  # an entity that runs to the end
+)
+
+
+def check_entity_spans(fn) -> None:
+    not_done(fn, "12.2")
+    from seqeval.scheme import IOB2, Entities  # the library's strict reading, computed before the answer runs
+
+    for tags, want in _TAG_CASES:
+        assert [(e.tag, e.start, e.end) for e in Entities([list(tags)], IOB2).entities[0]] == want
+        have = fn(list(tags))
+        expect(isinstance(have, list), "12.2", f"expected a list of (type, start, end) tuples, got {have!r}.",
+               "collect the entities in a list.")
+        have = [tuple(e) for e in have]
+        if have == want:
+            continue
+        if [(t, s, e - 1) for t, s, e in want] == have:
+            problem = "end must be exclusive (one past the last character), as Python slices"
+        elif len(have) > len(want) and not tags[0].startswith("B"):
+            problem = "an I- tag that does not continue a B-/I- of its type starts no entity in strict IOB2"
+        elif len(have) < len(want):
+            problem = "a B- tag always starts a new entity, even right after another entity of its type"
+        else:
+            problem = "the entities differ"
+        expect(False, "12.2", f"for {tags} got {have}, expected {want}: {problem}.",
+               "walk the tags: B-X opens an entity of type X, I-X extends an open X, anything else closes it.")
+    passed("12.2")
+
+
+def check_token_accuracy(fn) -> None:
+    """Cases written by hand: logits (B, T, L), labels (B, T) with -100, and the expected share."""
+    import torch
+
+    not_done(fn, "12.3")
+    logits = torch.tensor([[[2.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 1.0], [5.0, 0.0, 0.0]],
+                           [[0.0, 1.0, 0.0], [0.0, 0.0, 4.0], [1.0, 0.0, 0.0], [0.0, 2.0, 0.0]]])
+    # predictions: [[0, 1, 2, 0], [1, 2, 0, 1]]
+    labels = torch.tensor([[-100, 1, 0, 1], [1, -100, -100, -100]])  # labelled: ok, wrong, wrong | ok
+    have = fn(logits, labels)
+    have = float(have) if isinstance(have, (int, float, torch.Tensor)) and not isinstance(have, bool) else have
+    expect(isinstance(have, float), "12.3", f"expected a number, got {have!r}.", "return a float (or a 0-d tensor).")
+    if abs(have - 2 / 8) < 1e-6:
+        expect(False, "12.3", f"got {have:.3f}: positions labelled -100 were counted.",
+               "keep only the positions where labels != -100, then compare.")
+    if abs(have - (1 / 3 + 1 / 1) / 2) < 1e-6:
+        expect(False, "12.3", f"got {have:.3f}: the mean of per-text accuracies weighs a short text like a long one.",
+               "count right tokens over all texts, divide by all labelled tokens.")
+    expect(abs(have - 2 / 4) < 1e-6, "12.3", f"got {have:.3f}, expected 0.5 (2 of the 4 labelled tokens right).",
+           "predicted = logits.argmax(-1) (over the labels, the last dimension); compare where labels != -100.")
+    passed("12.3")

@@ -1,0 +1,155 @@
+"""Chapter 12's data, metrics and `minibert finetune`: BIO tags and token labels against hand-written answers,
+the splits against split_of, the metrics against counts written here, and the command end to end (a folder
+transformers loads with the same logits, a metrics JSON, refusals that leave folders as they were)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from minibert.corpora import reviews, split_of
+from minibert.finetuning import (NER_LABELS, bio_tags, entity_metrics, ner_splits, review_splits, sequence_metrics,
+                                 token_labels)
+
+ROOT = Path(__file__).resolve().parents[1]
+torch.set_num_threads(1)
+
+
+def test_bio_tags_by_hand():
+    pairs = [("江", "nr"), ("泽民", "nr"), ("访问", "v"), ("北京", "ns"), ("上海", "ns"), ("新华社", "nt")]
+    text, tags = bio_tags(pairs)
+    assert text == "江泽民访问北京上海新华社"
+    assert tags == ["B-PER", "I-PER", "I-PER", "O", "O", "B-LOC", "I-LOC", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "I-ORG"]
+
+
+def test_token_labels_follow_the_first_character_and_skip_special_tokens():
+    label2id = {t: i for i, t in enumerate(NER_LABELS)}
+    offsets = [(0, 0), (0, 1), (1, 2), (2, 3), (0, 0)]  # [CLS] 江 泽 民 [SEP]
+    assert token_labels(offsets, ["B-PER", "I-PER", "O"], label2id) == [-100, 1, 2, 0, -100]
+    with pytest.raises(ValueError, match="'B-XYZ'"):
+        token_labels([(0, 1)], ["B-XYZ"], label2id)
+    with pytest.raises(ValueError, match="tags for 1 characters"):
+        token_labels([(0, 1), (1, 2)], ["O"], label2id)
+
+
+def test_review_splits_are_split_of_and_cover_every_review():
+    splits = review_splits()
+    assert sum(map(len, splits.values())) == len(reviews())
+    assert all(split_of(text) == name for name, examples in splits.items() for text, _ in examples)
+    assert len({t for t, _ in splits["train"]} & {t for t, _ in splits["test"] + splits["dev"]}) == 0
+
+
+def test_ner_sentences_stay_in_their_lines_split():
+    from minibert.corpora import peoples_daily_tagged
+
+    splits = ner_splits()
+    assert all(len(text) == len(tags) and 0 < len(text) <= 126 for ex in splits.values() for text, tags in ex)
+    from minibert.pretraining import split_sentences
+
+    want = {name: 0 for name in splits}  # characters per split, counted line by line from the corpus
+    for pairs in peoples_daily_tagged():
+        line = "".join(w for w, _ in pairs)
+        want[split_of(line)] += len("".join(split_sentences(line)))
+    assert {name: sum(len(text) for text, _ in ex) for name, ex in splits.items()} == want
+    assert sum(1 for ex in splits["train"] for t in ex[1] if t.startswith("B-")) > 20000
+
+
+def test_sequence_metrics_against_counts_written_here():
+    m = sequence_metrics([0, 0, 1, 1, 1], [0, 1, 1, 1, 0])
+    assert m["accuracy"] == pytest.approx(3 / 5)
+    assert m["confusion_matrix"] == [[1, 1], [1, 2]]  # rows true, columns predicted
+    f1_neg, f1_pos = 2 * 1 / (2 * 1 + 1 + 1), 2 * 2 / (2 * 2 + 1 + 1)
+    assert m["macro_f1"] == pytest.approx((f1_neg + f1_pos) / 2)
+
+
+def test_entity_metrics_count_whole_entities_only():
+    tags = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "I-ORG"]]
+    predicted = [["B-PER", "O", "O", "B-LOC"], ["B-ORG", "I-ORG"]]  # the person is cut short: wrong
+    m = entity_metrics(tags, predicted)
+    precision, recall = 2 / 3, 2 / 3  # 2 of the 3 predicted entities are right, 2 of the 3 true ones found
+    assert m["entity_f1"] == pytest.approx(2 * precision * recall / (precision + recall))
+    assert m["per_type"]["PER"]["f1-score"] == 0.0 and m["per_type"]["LOC"]["f1-score"] == 1.0
+
+
+def _cli(*args, cwd=ROOT):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "minibert", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_finetune_writes_a_folder_transformers_loads_with_the_same_logits(tmp_path):
+    import transformers
+
+    from minibert.finetuning import BertForSequenceClassification
+
+    out = tmp_path / "run"
+    r = _cli("finetune", "--task", "sequence", "--data", "reviews", "--from", "checkpoints/pretrain-zh-tiny",
+             "--train-examples", "64", "--epochs", "2", "--batch-size", "16", "--dev-examples", "64",
+             "--threads", "1", "--no-progress", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["train_examples"] == 64 and len(metrics["history"]) == 2
+    assert metrics["throughput"]["examples_per_s"] > 0 and 0 <= metrics["test"]["accuracy"] <= 1
+    assert sum(map(sum, metrics["test"]["confusion_matrix"])) == len(review_splits()["test"])
+    theirs = transformers.AutoModelForSequenceClassification.from_pretrained(out).eval()
+    ours = BertForSequenceClassification.from_pretrained(out).eval()
+    assert theirs.config.id2label == {0: "negative", 1: "positive"}
+    tok = transformers.BertTokenizer(str(out / "vocab.txt"))
+    batch = tok(["这个手机很好用", "太差了，不推荐"], padding=True, return_tensors="pt")
+    a = theirs(**batch).logits
+    b = ours(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]).logits
+    assert (a - b).abs().max().item() < 1e-5
+    r = _cli("finetune", "--task", "sequence", "--data", "reviews", "--from", "random", "--train-examples", "8",
+             "--epochs", "1", "--dev-examples", "8", "--threads", "1", "--no-progress", "--out", str(out))
+    assert r.returncode == 0, r.stderr  # its own earlier folder: replaced
+    assert json.loads((out / "metrics.json").read_text(encoding="utf-8"))["train_examples"] == 8
+
+
+def test_finetune_token_task_writes_a_token_classifier(tmp_path):
+    import transformers
+
+    out = tmp_path / "ner"
+    r = _cli("finetune", "--task", "token", "--data", "peoples-daily-ner", "--from", "random",
+             "--train-examples", "16", "--epochs", "1", "--dev-examples", "16", "--threads", "1", "--no-progress",
+             "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    model = transformers.AutoModelForTokenClassification.from_pretrained(out)
+    assert list(model.config.id2label.values()) == NER_LABELS
+    assert "entity_f1" in json.loads((out / "metrics.json").read_text(encoding="utf-8"))["test"]
+
+
+BAD = [
+    (["--task", "regression", "--data", "reviews"], "unknown task 'regression'"),
+    (["--task", "sequence", "--data", "imdb"], "unknown data set 'imdb'"),
+    (["--task", "token", "--data", "reviews"], "labelled for --task sequence"),
+    (["--task", "sequence", "--data", "reviews", "--lr", "-1"], "--lr must be a positive number, got -1.0"),
+    (["--task", "sequence", "--data", "reviews", "--epochs", "0"], "--epochs must be a positive integer, got 0"),
+    (["--task", "sequence", "--data", "reviews", "--warmup", "2"], "got 2.0"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD)
+def test_bad_options_are_refused_naming_the_value(tmp_path, args, message):
+    r = _cli("finetune", *args, "--from", "random", "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_folder_it_did_not_write_is_left_alone(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
+    r = _cli("finetune", "--task", "sequence", "--data", "reviews", "--from", "random", "--out", str(tmp_path))
+    assert r.returncode == 2 and "non-empty folder" in r.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    r = _cli("finetune", "--task", "sequence", "--data", "reviews", "--from", str(tmp_path), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "vocab.txt" in r.stderr
+
+
+def test_fine_tune_refuses_an_unknown_task_as_a_value_error():
+    from minibert.book.finetune import fine_tune
+
+    with pytest.raises(ValueError, match="unknown task 'tagging'"):
+        fine_tune("tagging", {}, "random", {0: "a", 1: "b"})
