@@ -34,7 +34,7 @@ from minibert.flops import forward_flops
 from minibert.packed import packed_forward
 
 # Dense (no sparsity) bfloat16 tensor-core peaks from NVIDIA's data sheets, in FLOP/s.
-GPU_BF16_PEAK = [("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H100", 989e12), ("H200", 989e12),
+GPU_BF16_PEAK = [("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H100", 989e12), ("H200 NVL", 835e12), ("H200", 989e12),
                  ("A100", 312e12), ("L40S", 362e12), ("L4", 121e12)]
 
 

@@ -262,3 +262,32 @@ def test_packed_forward_refuses_bad_input_with_a_value_error(what, call, message
     ids, mask, _ = batch(padded=True)
     with pytest.raises(ValueError, match=message):
         call(mb, ids, mask)
+
+
+def _timing_cells():
+    """(index, source, tags) of chapter 10's code cells that time something: outside a function definition they call
+    time.perf_counter or median_seconds."""
+    import ast
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).parent.parent / "notebooks" / "10_flops_and_speed.ipynb").read_text())
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        src = "".join(cell["source"])
+        tree = ast.parse("\n".join(line for line in src.splitlines() if not line.startswith(("%", "!"))))
+        calls = {node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+                 for stmt in tree.body if not isinstance(stmt, (ast.FunctionDef, ast.ClassDef))
+                 for node in ast.walk(stmt) if isinstance(node, ast.Call)}
+        if calls & {"perf_counter", "median_seconds"}:
+            yield i, src, cell.get("metadata", {}).get("tags", [])
+
+
+def test_every_timing_cell_pins_the_threads_and_its_output_is_not_compared():
+    # a default-thread timing cell once took 1,184 ms on a loaded machine against 14 ms stored
+    cells = list(_timing_cells())
+    assert len(cells) >= 3  # throughput, time against T, packed against padded
+    for i, src, tags in cells:
+        assert "torch.set_num_threads(" in src, f"cell {i} times without pinning the threads"
+        assert "nbval-ignore-output" in tags, f"cell {i} prints a timing that nbval would compare"

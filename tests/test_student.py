@@ -318,13 +318,19 @@ WRONG_ANSWERS = {
         "return steps * forward_flops(config, batch, seq_len) / (peak * utilisation) / 86400",
         "return steps * training_flops(config, batch, seq_len) / (peak * utilisation) / 3600",
         "return steps * training_flops(config, batch, seq_len) / peak / 86400",
-        "return steps * 6 * count_parameters(config).non_embedding * batch * seq_len / (peak * utilisation) / 86400"],
-    "10.3": [  # what the real tokens need (the ideal); the padded forward; q/k/v packed as well
+        "return steps * 6 * count_parameters(config).non_embedding * batch * seq_len / (peak * utilisation) / 86400",
+        # the pooler left out (its count differs in the sixth digit only)
+        "return steps * 3 * batch * seq_len * flops_per_token(config, seq_len) / (peak * utilisation) / 86400"],
+    "10.3": [  # what the real tokens need (the ideal); the padded forward; q/k/v packed as well; T = max(lengths)
         "return sum(forward_flops(config, 1, n) for n in lengths)",
         "return forward_flops(config, len(lengths), seq_len)",
         "C, F, L = config.hidden_size, config.intermediate_size, config.num_hidden_layers\n"
         "grid, n_real = len(lengths) * seq_len, sum(lengths)\n"
-        "return L * (grid * 4 * seq_len * C + n_real * (8 * C * C + 4 * C * F)) + 2 * C * C * len(lengths)"],
+        "return L * (grid * 4 * seq_len * C + n_real * (8 * C * C + 4 * C * F)) + 2 * C * C * len(lengths)",
+        # attention over the longest sequence, not over the padded length seq_len
+        "C, F, L = config.hidden_size, config.intermediate_size, config.num_hidden_layers\n"
+        "T = max(lengths)\ngrid, n_real = len(lengths) * T, sum(lengths)\n"
+        "return L * (grid * (6 * C * C + 4 * T * C) + n_real * (2 * C * C + 4 * C * F)) + 2 * C * C * len(lengths)"],
     "11.1": [  # shares of all positions instead of the chosen ones; "kept" counted over unchosen positions too;
         # the first batch's answer hard-coded; the mask id hard-coded to 4
         "chosen = labels != -100\nm = int((inputs[chosen] == mask_token_id).sum()) / labels.numel()\n"
