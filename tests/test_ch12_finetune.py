@@ -153,3 +153,18 @@ def test_fine_tune_refuses_an_unknown_task_as_a_value_error():
 
     with pytest.raises(ValueError, match="unknown task 'tagging'"):
         fine_tune("tagging", {}, "random", {0: "a", 1: "b"})
+
+
+def test_encode_refuses_tags_that_do_not_match_the_text_in_length():
+    """More tags than characters (the case token_labels cannot see: the text's tokens all find a tag)."""
+    from minibert.book.finetune import encode
+    from minibert.pretraining import load_wordpiece
+
+    tokenizer = load_wordpiece((ROOT / "checkpoints" / "pretrain-zh-tiny" / "vocab.txt").read_text(encoding="utf-8")
+                               .splitlines())
+    label2id = {t: i for i, t in enumerate(NER_LABELS)}
+    with pytest.raises(ValueError, match=r"3 tag\(s\) for a text of 2 characters"):
+        encode(tokenizer, "token", [("北京", ["B-LOC", "I-LOC", "O"])], label2id)
+    with pytest.raises(ValueError, match=r"1 tag\(s\) for a text of 2 characters"):
+        encode(tokenizer, "token", [("北京", ["B-LOC"])], label2id)
+    assert encode(tokenizer, "token", [("北京", ["B-LOC", "I-LOC"])], label2id)[0][1] == [-100, 3, 4, -100]
