@@ -85,7 +85,7 @@ pretrain: setup
 	$(VENV_PY) -m minibert pretrain --config bert-tiny --corpus zh --steps 1500 --batch-size 32 --seq-len 128 --lr 1e-3 --seed 0 --save-every 250 --eval-examples 1024 --threads $(PRETRAIN_THREADS) --out _build/pretrain-zh-tiny $(PRETRAIN_ARGS)
 
 # Fine-tuning (chapter 12): the experiment set the chapter loads (results/finetune-zh-tiny.json): pretrained against
-# random init at 100, 1,000 and all labelled reviews, 3 seeds each, the pooler against mean pooling, and named
+# random init at 100, 1,000 and 3,000 labelled reviews, 3 seeds each, the pooler against mean pooling, and named
 # entities. One thread, as make pretrain (on the shared 2-core machine two threads wait for each other).
 .PHONY: finetune
 FINETUNE_THREADS ?= 1

@@ -153,3 +153,40 @@ def test_fine_tune_refuses_an_unknown_task_as_a_value_error():
 
     with pytest.raises(ValueError, match="unknown task 'tagging'"):
         fine_tune("tagging", {}, "random", {0: "a", 1: "b"})
+
+
+def test_encode_refuses_tags_that_do_not_match_the_text_in_length():
+    """More tags than characters (the case token_labels cannot see: the text's tokens all find a tag)."""
+    from minibert.book.finetune import encode
+    from minibert.pretraining import load_wordpiece
+
+    tokenizer = load_wordpiece((ROOT / "checkpoints" / "pretrain-zh-tiny" / "vocab.txt").read_text(encoding="utf-8")
+                               .splitlines())
+    label2id = {t: i for i, t in enumerate(NER_LABELS)}
+    with pytest.raises(ValueError, match=r"3 tag\(s\) for a text of 2 characters"):
+        encode(tokenizer, "token", [("北京", ["B-LOC", "I-LOC", "O"])], label2id)
+    with pytest.raises(ValueError, match=r"1 tag\(s\) for a text of 2 characters"):
+        encode(tokenizer, "token", [("北京", ["B-LOC"])], label2id)
+    assert encode(tokenizer, "token", [("北京", ["B-LOC", "I-LOC"])], label2id)[0][1] == [-100, 3, 4, -100]
+
+
+def test_finetune_starts_from_a_folder_transformers_wrote(tmp_path):
+    """--from accepts any transformers BERT folder with vocab.txt: here a BertModel's (keys without "bert.")."""
+    import shutil
+
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=4325, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=32)
+    theirs = transformers.BertModel(config)
+    theirs.save_pretrained(tmp_path / "hf")
+    shutil.copyfile(ROOT / "checkpoints" / "pretrain-zh-tiny" / "vocab.txt", tmp_path / "hf" / "vocab.txt")
+    r = _cli("finetune", "--task", "token", "--data", "peoples-daily-ner", "--from", str(tmp_path / "hf"),
+             "--train-examples", "8", "--epochs", "1", "--dev-examples", "8", "--lr", "1e-12", "--threads", "1",
+             "--no-progress", "--out", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    tuned = transformers.AutoModelForTokenClassification.from_pretrained(tmp_path / "out")
+    # the encoder came from the folder (a learning rate of 1e-12 leaves it as it was)
+    assert torch.allclose(tuned.bert.embeddings.word_embeddings.weight, theirs.embeddings.word_embeddings.weight,
+                          atol=1e-6)

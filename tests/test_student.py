@@ -373,12 +373,19 @@ WRONG_ANSWERS = {
         "    if t.startswith('B-') or (t.startswith('I-') and kind is None):\n        kind, start = t[2:], i\nreturn found",
         "found, kind, start = [], None, 0\nfor i, t in enumerate(tags + ['O']):\n"
         "    if kind is not None and t[2:] != kind:\n        found.append((kind, start, i))\n        kind = None\n"
-        "    if t.startswith('B-') and kind is None:\n        kind, start = t[2:], i\nreturn found"],
+        "    if t.startswith('B-') and kind is None:\n        kind, start = t[2:], i\nreturn found",
+        # seqeval's own reader (the shortcut the exercise forbids)
+        "from seqeval.scheme import IOB2, Entities\n"
+        "return [(e.tag, e.start, e.end) for e in Entities([tags], IOB2).entities[0]]"],
     "12.3": [  # -100 positions counted; the mean of per-text accuracies; divided by every position
         "return (logits.argmax(-1) == labels).float().mean().item()",
         "keep = labels != -100\nright = (logits.argmax(-1) == labels) & keep\n"
         "return (right.sum(1).float() / keep.sum(1)).mean().item()",
-        "keep = labels != -100\nreturn ((logits.argmax(-1) == labels) & keep).sum().item() / labels.numel()"],
+        "keep = labels != -100\nreturn ((logits.argmax(-1) == labels) & keep).sum().item() / labels.numel()",
+        # the share of wrong tokens; argmin for argmax; -100 read as label 0 with no mask
+        "keep = labels != -100\nright = (logits.argmax(-1) == labels) & keep\nreturn 1 - right.sum().item() / keep.sum().item()",
+        "keep = labels != -100\nright = (logits.argmin(-1) == labels) & keep\nreturn right.sum().item() / keep.sum().item()",
+        "return (logits.argmax(-1) == labels.clamp(min=0)).float().mean().item()"],
 }
 
 

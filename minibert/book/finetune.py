@@ -48,8 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(default: all)")
     p.add_argument("--warmup", type=float, default=0.1, help="share of the steps spent warming up (default: 0.1)")
     p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default: 0.01)")
-    p.add_argument("--patience", type=int, default=2, help="stop after this many epochs without a better dev "
-                   "score (default: 2)")
+    p.add_argument("--patience", type=int, default=2, help="stop once more than this many epochs in a row bring "
+                   "no better dev score (default: 2: stop at the 3rd)")
     p.add_argument("--max-length", type=int, default=128, help="tokens per text, [CLS] and [SEP] included "
                    "(default: 128)")
     p.add_argument("--dev-examples", type=int, help="score only the first N dev examples each epoch (default: all)")
@@ -123,6 +123,11 @@ def encode(tokenizer, task: str, examples: list, label2id: dict) -> list[tuple[l
     """(token ids, label) per example: the class id for a sequence task, a label id per token for a token task."""
     from minibert.finetuning import token_labels
 
+    if task == "token":
+        for text, tags in examples:
+            if len(text) != len(tags):
+                raise FinetuneError(f"{len(tags)} tag(s) for a text of {len(text)} characters (one tag per character "
+                                    f"expected): {text[:30]!r}")
     encodings = tokenizer.encode_batch([text for text, _ in examples])
     if task == "sequence":
         return [(e.ids, label) for e, (_, label) in zip(encodings, examples)]
@@ -229,8 +234,9 @@ def fine_tune(task: str, splits: dict, start: str, id2label: dict, *, epochs: in
               batch_size: int = 32, seed: int = 0, train_examples: int | None = None, warmup: float = 0.1,
               weight_decay: float = 0.01, patience: int = 2, max_length: int = 128, dev_examples: int | None = None,
               pooling: str = "cls", freeze_embeddings: bool = False, progress: bool = True, test: bool = True):
-    """Train on (a seeded sample of) "train", score "dev" after each epoch, keep the best epoch's weights, stop
-    after `patience` epochs without a better dev score; then score "test" once. Returns (model, metrics)."""
+    """Train on (a seeded sample of) "train", score "dev" (its first `dev_examples`) after each epoch, keep the
+    best epoch's weights, stop once more than `patience` epochs in a row bring no better dev score; then score
+    "test" once. Returns (model, metrics)."""
     import torch
     from tqdm import tqdm
 

@@ -1,12 +1,13 @@
 """Checks for chapter 12, fine-tuning.
 
 Expected values are written out by hand for each case below (and, for 12.2, also compared with seqeval's own
-reading of the tags in strict IOB2 mode, computed before the answer runs).
+reading of the tags in strict IOB2 mode, computed before the answer runs, then hidden while it runs).
 """
 
 from __future__ import annotations
 
-from . import expect, not_done, passed
+from . import ExerciseError, expect, not_done, passed
+from .ch03 import forbidding
 
 # (text, spans [start, end) with a type) -> BIO tags, written by hand
 _SPAN_CASES = (
@@ -48,13 +49,24 @@ _TAG_CASES = (
 )
 
 
+def _no_seqeval(*args, **kwargs):
+    raise ExerciseError("Exercise 12.2: the answer called seqeval's own entity reader, which this exercise asks you "
+                        "to write yourself.\nHint: walk the tags once: B-X opens an entity of type X, I-X extends an "
+                        "open X, anything else closes it.")
+
+
 def check_entity_spans(fn) -> None:
     not_done(fn, "12.2")
     from seqeval.scheme import IOB2, Entities  # the library's strict reading, computed before the answer runs
 
+    import seqeval.metrics.sequence_labeling as labeling
+    import seqeval.scheme as scheme
+
+    library = [(scheme, "Entities"), (scheme, "Tokens"), (labeling, "get_entities")]
     for tags, want in _TAG_CASES:
         assert [(e.tag, e.start, e.end) for e in Entities([list(tags)], IOB2).entities[0]] == want
-        have = fn(list(tags))
+        with forbidding(fn, library, _no_seqeval):
+            have = fn(list(tags))
         expect(isinstance(have, list), "12.2", f"expected a list of (type, start, end) tuples, got {have!r}.",
                "collect the entities in a list.")
         have = [tuple(e) for e in have]
@@ -73,24 +85,41 @@ def check_entity_spans(fn) -> None:
     passed("12.2")
 
 
+# (logits (B, T, L), labels (B, T) with -100, the expected share), written by hand
+_ACCURACY_CASES = (
+    # predictions [[0, 1, 2, 0], [1, 2, 0, 1]]; labelled: ok, wrong, wrong | ok -> 2 of 4
+    ([[[2.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 1.0], [5.0, 0.0, 0.0]],
+      [[0.0, 1.0, 0.0], [0.0, 0.0, 4.0], [1.0, 0.0, 0.0], [0.0, 2.0, 0.0]]],
+     [[-100, 1, 0, 1], [1, -100, -100, -100]], 2 / 4),
+    # predictions [[1, 1, 0, 0]]; labelled: ok, -, ok, wrong -> 2 of 3 (1 - share, argmin and an unmasked
+    # comparison with -100 read as label 0 all give something else here)
+    ([[[0.0, 1.0], [0.0, 3.0], [2.0, 0.0], [1.0, 0.0]]], [[1, -100, 0, 1]], 2 / 3),
+)
+
+
 def check_token_accuracy(fn) -> None:
     """Cases written by hand: logits (B, T, L), labels (B, T) with -100, and the expected share."""
     import torch
 
     not_done(fn, "12.3")
-    logits = torch.tensor([[[2.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 1.0], [5.0, 0.0, 0.0]],
-                           [[0.0, 1.0, 0.0], [0.0, 0.0, 4.0], [1.0, 0.0, 0.0], [0.0, 2.0, 0.0]]])
-    # predictions: [[0, 1, 2, 0], [1, 2, 0, 1]]
-    labels = torch.tensor([[-100, 1, 0, 1], [1, -100, -100, -100]])  # labelled: ok, wrong, wrong | ok
-    have = fn(logits, labels)
-    have = float(have) if isinstance(have, (int, float, torch.Tensor)) and not isinstance(have, bool) else have
-    expect(isinstance(have, float), "12.3", f"expected a number, got {have!r}.", "return a float (or a 0-d tensor).")
-    if abs(have - 2 / 8) < 1e-6:
-        expect(False, "12.3", f"got {have:.3f}: positions labelled -100 were counted.",
-               "keep only the positions where labels != -100, then compare.")
-    if abs(have - (1 / 3 + 1 / 1) / 2) < 1e-6:
-        expect(False, "12.3", f"got {have:.3f}: the mean of per-text accuracies weighs a short text like a long one.",
-               "count right tokens over all texts, divide by all labelled tokens.")
-    expect(abs(have - 2 / 4) < 1e-6, "12.3", f"got {have:.3f}, expected 0.5 (2 of the 4 labelled tokens right).",
-           "predicted = logits.argmax(-1) (over the labels, the last dimension); compare where labels != -100.")
+    for logits, labels, want in _ACCURACY_CASES:
+        logits, labels = torch.tensor(logits), torch.tensor(labels)
+        have = fn(logits.clone(), labels.clone())
+        have = float(have) if isinstance(have, (int, float, torch.Tensor)) and not isinstance(have, bool) else have
+        expect(isinstance(have, float), "12.3", f"expected a number, got {have!r}.", "return a float (or a 0-d tensor).")
+        labelled = int((labels != -100).sum())
+        if abs(have - want * labelled / labels.numel()) < 1e-6:
+            expect(False, "12.3", f"got {have:.3f}: positions labelled -100 were counted.",
+                   "keep only the positions where labels != -100, then compare.")
+        per_text = [((logits[b].argmax(-1) == labels[b]) & (labels[b] != -100)).sum().item()
+                    / max(1, (labels[b] != -100).sum().item()) for b in range(labels.shape[0])]
+        if labels.shape[0] > 1 and abs(have - sum(per_text) / len(per_text)) < 1e-6:
+            expect(False, "12.3", f"got {have:.3f}: the mean of per-text accuracies weighs a short text like a long one.",
+                   "count right tokens over all texts, divide by all labelled tokens.")
+        if abs(have - (1 - want)) < 1e-6 and abs(want - 0.5) > 1e-6:
+            expect(False, "12.3", f"got {have:.3f}, the share of WRONG labelled tokens; expected {want:.3f}.",
+                   "count the tokens whose predicted label equals the true one.")
+        expect(abs(have - want) < 1e-6, "12.3", f"got {have:.3f}, expected {want:.3f} for labels {labels.tolist()}.",
+               "predicted = logits.argmax(-1) (the highest score over the labels, the last dimension); "
+               "compare where labels != -100.")
     passed("12.3")
