@@ -1,5 +1,7 @@
 """minibert.count_parameters against counting real models (minibert and transformers) and hand arithmetic."""
 
+import importlib
+import json
 import subprocess
 import sys
 from collections import defaultdict
@@ -11,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from minibert import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel, PRESETS
+import minibert.params
 from minibert.params import count_parameters
 
 transformers.logging.set_verbosity_error()
@@ -46,17 +49,17 @@ def build(c: BertConfig, head, *, ours: bool, tied: bool = True):
 
 
 def test_bert_base_by_hand():
-    V, P, T, d, f, L = 30522, 512, 2, 768, 3072, 12
+    V, P, S, C, F, L = 30522, 512, 2, 768, 3072, 12
     embeddings = 30522 * 768 + 512 * 768 + 2 * 768 + 768 + 768
     layer = 3 * (768 * 768 + 768) + (768 * 768 + 768) + 2 * 768 + (768 * 3072 + 3072) + (3072 * 768 + 768) + 2 * 768
     pooler = 768 * 768 + 768
     c = count_parameters(BertConfig())
     assert c.total == embeddings + 12 * layer + pooler == 109_482_240
     assert c.per_layer == layer
-    assert c.non_embedding == c.total - (V + P + T) * d
+    assert c.non_embedding == c.total - (V + P + S) * C
     assert count_parameters(BertConfig(), pooler=False).total == 109_482_240 - 590_592
     # the popular 108,808,704: weights only, no pooler
-    weights_only = embeddings + L * (4 * d * d + 2 * d * f + 4 * d)
+    weights_only = embeddings + L * (4 * C * C + 2 * C * F + 4 * C)
     assert weights_only == 108_808_704
     assert c.total - weights_only == 82_944 + 590_592
 
@@ -195,7 +198,7 @@ def test_random_configs_match_transformers(c, head, pooler):
         with torch.device("meta"):
             model = (transformers.BertModel(hf_config(c), add_pooling_layer=pooler) if head is None else
                      transformers.BertForMaskedLM(hf_config(c)))
-        if head == "mlm" and pooler:  # BertForMaskedLM has no pooler: the count with one is d² + d more
+        if head == "mlm" and pooler:  # BertForMaskedLM has no pooler: the count with one is C² + C more
             want -= c.hidden_size ** 2 + c.hidden_size
         assert numel(model) == want
     else:
@@ -217,6 +220,8 @@ def test_exercise_checks_accept_right_and_reject_wrong_answers():
         return (C * C + C) + 2 * (C * D + D) + (C * C + C) + 2 * C + (C * F + F) + (F * C + C) + 2 * C
 
     ch07.check_mqa_layer_parameters(mqa)
+    with pytest.raises(ExerciseError, match="whole number"):  # D = C / H: a float count
+        ch07.check_mqa_layer_parameters(lambda C, F, H: float(mqa(C, F, H)))
     with pytest.raises(ExerciseError, match="BERT's layer"):
         ch07.check_mqa_layer_parameters(lambda C, F, H: 4 * C * C + 2 * C * F + 9 * C + F)
     with pytest.raises(ExerciseError, match="biases"):
@@ -230,6 +235,38 @@ def test_exercise_checks_accept_right_and_reject_wrong_answers():
         ch07.check_colleague_parameters(lambda V: colleague(V) + 768 * 768 + 768)
     with pytest.raises(ExerciseError, match="forbids"):  # the shortcut the prompt forbids
         ch07.check_colleague_parameters(lambda V: count_parameters(BertConfig(vocab_size=V), pooler=False).total)
+    with pytest.raises(ExerciseError, match="forbids"):  # a reloaded copy of count_parameters
+        ch07.check_colleague_parameters(lambda V: importlib.reload(minibert.params).count_parameters(
+            BertConfig(vocab_size=V), pooler=False).total)
+
+    def hf_state_dict(V):  # transformers' model counted through its state dict, not .parameters()
+        with torch.device("meta"):
+            model = transformers.BertModel(transformers.BertConfig(vocab_size=V), add_pooling_layer=False)
+        return sum(t.numel() for t in model.state_dict().values())
+
+    assert hf_state_dict(50_000) == colleague(50_000)  # outside the check it gives the right number
+    with pytest.raises(ExerciseError, match="forbids"):
+        ch07.check_colleague_parameters(hf_state_dict)
+
+    def cli(V):  # `minibert params` in another process
+        out = subprocess.run([sys.executable, "-m", "minibert", "params", "bert-base-uncased", "--no-pooler", "--json"],
+                             capture_output=True, text=True, check=True).stdout
+        return json.loads(out)["total"] + (V - 30_522) * 768
+
+    assert cli(50_000) == colleague(50_000)
+    with pytest.raises(ExerciseError, match="forbids"):
+        ch07.check_colleague_parameters(cli)
+
+    def caught(V):  # a refusal caught by the answer still fails the check
+        try:
+            return count_parameters(BertConfig(vocab_size=V), pooler=False).total
+        except Exception:
+            return colleague(V)
+
+    profile = sys.getprofile()
+    with pytest.raises(ExerciseError, match="forbids"):
+        ch07.check_colleague_parameters(caught)
+    assert sys.getprofile() is profile  # the check's hook is gone
     assert count_parameters("bert-tiny").total == 4_385_920  # put back after the check
     assert numel(build(BertConfig.from_preset("bert-tiny"), None, ours=True)) == 4_385_920
 
@@ -256,3 +293,14 @@ def test_exercise_checks_accept_right_and_reject_wrong_answers():
             L for L in range(10**6) if count_parameters(BertConfig(
                 vocab_size=V, max_position_embeddings=P, type_vocab_size=S, hidden_size=C, num_attention_heads=1,
                 intermediate_size=F, num_hidden_layers=L + 1)).total >= b))
+
+    def helper(b, V, P, S, C, F):  # the calculator's helper prints one layer's count
+        from minibert.widgets import layer_formula
+
+        per_layer = int(layer_formula(BertConfig(hidden_size=C, num_attention_heads=1, intermediate_size=F))
+                        .split("= ")[-1].replace(",", ""))
+        return max(0, (b - 1 - (V + P + S) * C - 2 * C - C * C - C) // per_layer)
+
+    assert helper(50_000_000, 30_522, 512, 2, 512, 2048) == 10
+    with pytest.raises(ExerciseError, match="forbids"):
+        ch07.check_max_layers(helper)

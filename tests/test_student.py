@@ -111,13 +111,23 @@ WRONG_ANSWERS = {
             "return 128"],  # the printed example
     "7.1": ["return 4 * C * C + 2 * C * F + 9 * C + F",  # BERT's layer: key and value C wide
             "D = C // H\nreturn 2 * (C * C + C) + 2 * C * D + 4 * C + 2 * C * F + F + C",  # key, value biases left out
-            "return 2 * (C * C + C) + 2 * (C * H + H) + 4 * C + 2 * C * F + F + C"],  # H columns instead of D
+            "return 2 * (C * C + C) + 2 * (C * H + H) + 4 * C + 2 * C * F + F + C",  # H columns instead of D
+            "D = C / H\nreturn 2 * (C * C + C) + 2 * (C * D + D) + 4 * C + 2 * C * F + F + C"],  # a float count
     "7.2": ["return count_parameters(BertConfig(vocab_size=V), pooler=False).total",  # the forbidden shortcut
             "with torch.device('meta'):\n    model = BertModel(BertConfig(vocab_size=V))\n"
             "return sum(p.numel() for p in model.parameters()) - (768 * 768 + 768)",  # counting a built model
             "return (V + 512 + 2) * 768 + 2 * 768 + 12 * (4 * 768 * 768 + 2 * 768 * 3072 + 9 * 768 + 3072)"
             " + 768 * 768 + 768",  # the pooler counted
-            "return (V + 512) * 768 + 12 * (4 * 768 * 768 + 2 * 768 * 3072 + 9 * 768 + 3072)"],  # token types, LN
+            "return (V + 512) * 768 + 12 * (4 * 768 * 768 + 2 * 768 * 3072 + 9 * 768 + 3072)",  # token types, LN
+            "import importlib\nimport minibert.params\n"  # a reloaded copy of count_parameters
+            "return importlib.reload(minibert.params).count_parameters(BertConfig(vocab_size=V), pooler=False).total",
+            "with torch.device('meta'):\n"  # transformers' model counted through its state dict
+            "    model = transformers.BertModel(transformers.BertConfig(vocab_size=V), add_pooling_layer=False)\n"
+            "return sum(t.numel() for t in model.state_dict().values())",
+            "import json\nimport subprocess\nimport sys\n"  # `minibert params` in another process
+            "out = subprocess.run([sys.executable, '-m', 'minibert', 'params', 'bert-base-uncased', '--no-pooler',\n"
+            "                      '--json'], capture_output=True, text=True, check=True).stdout\n"
+            "return json.loads(out)['total'] + (V - 30522) * 768"],
     "7.3": ["return int(gib * 10**9) // 16",  # GB, not GiB
             "return int(gib * 2**30) // 12",  # one Adam moment forgotten
             "return int(gib * 2**30) // 4",  # the weights only
@@ -128,7 +138,22 @@ WRONG_ANSWERS = {
             "return max(0, (budget - 1 - fixed) // (4 * C * C + 2 * C * F + 9 * C + F))",  # the pooler forgotten
             "L = 0\nwhile count_parameters(BertConfig(vocab_size=V, max_position_embeddings=P, type_vocab_size=S,\n"
             "        hidden_size=C, num_attention_heads=1, intermediate_size=F, num_hidden_layers=L + 1)).total < budget:\n"
-            "    L += 1\nreturn L"],  # the forbidden shortcut
+            "    L += 1\nreturn L",  # the forbidden shortcut
+            "import importlib\nimport minibert.params\n"  # a reloaded copy of count_parameters
+            "c = importlib.reload(minibert.params).count_parameters(BertConfig(vocab_size=V, max_position_embeddings=P,\n"
+            "    type_vocab_size=S, hidden_size=C, num_attention_heads=1, intermediate_size=F, num_hidden_layers=1))\n"
+            "return max(0, (budget - 1 - (c.total - c.per_layer)) // c.per_layer)",
+            "per_layer = int(layer_formula(BertConfig(hidden_size=C, num_attention_heads=1, intermediate_size=F))\n"
+            "                .split('= ')[-1].replace(',', ''))\n"  # the calculator's helper prints one layer's count
+            "return max(0, (budget - 1 - (V + P + S) * C - 2 * C - C * C - C) // per_layer)",
+            "L = 0\nwhile True:\n"  # transformers' models built and counted through their state dicts
+            "    with torch.device('meta'):\n"
+            "        model = transformers.BertModel(transformers.BertConfig(vocab_size=V, max_position_embeddings=P,\n"
+            "            type_vocab_size=S, hidden_size=C, num_attention_heads=1, intermediate_size=F,\n"
+            "            num_hidden_layers=L + 1))\n"
+            "    if sum(t.numel() for t in model.state_dict().values()) >= budget:\n"
+            "        return L\n"
+            "    L += 1"],
     # Exercises whose answer works in place (returns None) or is mostly empty lists get no generic wrong answer.
     "6.1": ["return last_hidden_state[:, 0] @ weight.T + bias",  # seed 001's slip: the raw [CLS] row, no pooler
             "pooled = torch.tanh(last_hidden_state[:, 0] @ pooler_weight + pooler_bias)\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 
 from . import ExerciseError, expect, not_done, passed
@@ -24,6 +25,9 @@ def check_mqa_layer_parameters(fn) -> None:
     not_done(fn, "7.1")
     for C, F, H in ((768, 3072, 12), (1024, 4096, 16), (384, 1536, 6), (12, 7, 3), (8, 5, 1)):
         want, have = _mqa_layer_numel(C, F, H), fn(C, F, H)
+        expect(isinstance(have, int) and not isinstance(have, bool), "7.1",
+               f"mqa_layer_parameters({C}, {F}, {H}) returned {have!r}, not a whole number of parameters.",
+               "D = C // H is a whole number of features (C / H is a float): count with ints.")
         D = C // H
         bert = 4 * C * C + 2 * C * F + 9 * C + F
         if have == bert and H > 1:
@@ -39,29 +43,74 @@ def check_mqa_layer_parameters(fn) -> None:
     passed("7.1")
 
 
-def _refuser(exercise: str):
+def _refusal(exercise: str) -> ExerciseError:
+    return ExerciseError(f"Exercise {exercise}: this exercise asks for the count from the formulas: the answer called "
+                         "count_parameters (or a helper of it, or the calculator's code), built or counted a model, or "
+                         "ran another program, which the exercise forbids.\n"
+                         "Hint: add up the formulas of the chapter's table with plain arithmetic.")
+
+
+def _refuser(exercise: str, refused: list):
     def refuse(*args, **kwargs):
-        raise ExerciseError(f"Exercise {exercise}: this exercise asks for the count from the formulas: the answer "
-                            "called count_parameters (or a helper of it), or counted a model's parameters, which the "
-                            "exercise forbids.\n"
-                            "Hint: add up the formulas of the chapter's table with plain arithmetic.")
+        refused.append("a forbidden name")
+        raise _refusal(exercise)
     return refuse
+
+
+def _files_of(*modules) -> set[str]:
+    return {os.path.realpath(m.__file__) for m in modules}
+
+
+@contextlib.contextmanager
+def _no_calls_into(files: set[str], exercise: str, refused: list):
+    """While the block runs, a call to any Python function defined in `files` raises the refusal: whatever name,
+    alias, default argument or reloaded copy of the module the answer reaches it by. Each refusal is noted in
+    `refused`, so that one the answer catches still fails the check afterwards."""
+    seen: dict[str, bool] = {}
+
+    def hook(frame, event, arg):
+        if event != "call":
+            return
+        name = frame.f_code.co_filename
+        if name not in seen:
+            seen[name] = os.path.realpath(name) in files
+        if seen[name]:
+            refused.append(name)
+            raise _refusal(exercise)
+
+    previous = sys.getprofile()
+    sys.setprofile(hook)
+    try:
+        yield
+    finally:
+        sys.setprofile(previous)
 
 
 @contextlib.contextmanager
 def _by_formula_only(fn, exercise: str):
-    """count_parameters (under any name the answer can reach it by) and counting a model's parameters fail."""
+    """count_parameters and its helpers (under any name the answer can reach them by, reloaded copies included),
+    the calculator's code, building or counting any torch module (minibert's or transformers'), and starting another
+    program (such as `minibert params` in a subprocess) all fail."""
+    import subprocess
+
+    import torch.nn.modules.module
     from torch import nn
 
+    from .. import params
     from .ch03 import forbidding
 
-    targets = [(nn.Module, "parameters"), (nn.Module, "named_parameters")]
+    targets = [(nn.Module, "parameters"), (nn.Module, "named_parameters"), (os, "system")]
     for module in list(sys.modules.values()):
         if getattr(module, "__name__", "").startswith("minibert"):
             targets += [(module, name) for name in ("count_parameters", "encoder_breakdown") if hasattr(module, name)]
-    named = ("count_parameters", "encoder_breakdown", "parameter_calculator", "numel")
-    with forbidding(fn, targets, _refuser(exercise), named=named):
+    named = ("count_parameters", "encoder_breakdown", "parameter_calculator", "layer_formula", "numel")
+    files = _files_of(params, torch.nn.modules.module, subprocess)
+    files.add(os.path.join(os.path.dirname(os.path.realpath(params.__file__)), "widgets.py"))
+    refused: list = []
+    with forbidding(fn, targets, _refuser(exercise, refused), named=named), _no_calls_into(files, exercise, refused):
         yield
+    if refused:  # the answer caught a refusal and carried on
+        raise _refusal(exercise)
 
 
 def _bert_model(V: int, P: int, S: int, C: int, F: int, L: int) -> tuple[int, int]:
