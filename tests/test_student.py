@@ -244,9 +244,18 @@ WRONG_ANSWERS = {
         "return (x - mean) / torch.sqrt(x.var(-1, keepdim=True) + eps) * gamma + beta",
         "x = word[input_ids] + position[input_ids] + token_type[token_type_ids]\n"
         "mean = x.mean(-1, keepdim=True)\nvar = ((x - mean) ** 2).mean(-1, keepdim=True)\n"
+        "return (x - mean) / torch.sqrt(var + eps) * gamma + beta",
+        # the forbidden shortcuts: F.layer_norm; F.embedding lookups
+        "T = input_ids.shape[1]\n"
+        "x = word[input_ids] + position[:T][None] + token_type[token_type_ids]\n"
+        "return torch.nn.functional.layer_norm(x, (x.shape[-1],), gamma, beta, eps)",
+        "T = input_ids.shape[1]\n"
+        "lookup = torch.nn.functional.embedding\n"
+        "x = lookup(input_ids, word) + lookup(torch.arange(T), position)[None] + lookup(token_type_ids, token_type)\n"
+        "mean = x.mean(-1, keepdim=True)\nvar = ((x - mean) ** 2).mean(-1, keepdim=True)\n"
         "return (x - mean) / torch.sqrt(var + eps) * gamma + beta"],
     "5.2": [  # the second residual taken from the layer's input; the mask dropped; no feed-forward; the pair returned;
-        # the feed-forward applied to the layer's input
+        # the feed-forward applied to the layer's input; the finished layer called (the package's forward)
         "attention_output, _ = self.attention(hidden_states, attention_mask)\n"
         "return self.output(self.intermediate(attention_output), hidden_states)",
         "attention_output, _ = self.attention(hidden_states)\n"
@@ -254,12 +263,15 @@ WRONG_ANSWERS = {
         "return self.attention(hidden_states, attention_mask)[0]",
         "return self.attention(hidden_states, attention_mask)",
         "attention_output, _ = self.attention(hidden_states, attention_mask)\n"
-        "return self.output(self.intermediate(hidden_states), attention_output)"],
-    "5.3": [  # every layer fed the encoder's input; only the first layer; reverse order; the mask dropped
+        "return self.output(self.intermediate(hidden_states), attention_output)",
+        "return self(hidden_states, attention_mask)[0]"],
+    "5.3": [  # every layer fed the encoder's input; only the first layer; reverse order; the mask dropped; the encoder
+        # called instead of looping over its layers
         "for layer in self.layer:\n    out = layer(hidden_states, attention_mask)\nreturn out",
         "return self.layer[0](hidden_states, attention_mask)",
         "for layer in reversed(self.layer):\n    hidden_states = layer(hidden_states, attention_mask)\nreturn hidden_states",
-        "for layer in self.layer:\n    hidden_states = layer(hidden_states)\nreturn hidden_states"],
+        "for layer in self.layer:\n    hidden_states = layer(hidden_states)\nreturn hidden_states",
+        "return self(hidden_states, attention_mask).last_hidden_state"],
     "5.4": [  # the weight untransposed; no tanh; mean pooling; the last token
         "return torch.tanh(hidden_states[:, 0] @ weight + bias)",
         "return hidden_states[:, 0] @ weight.T + bias",
@@ -269,7 +281,9 @@ WRONG_ANSWERS = {
         "return (attention_mask.cumsum(-1) - 1).clamp(min=0).long()",
         "return (attention_mask.cumsum(-1) * attention_mask).long()",
         "return (attention_mask.cumsum(-1) - 1).long()",
-        "return torch.arange(attention_mask.shape[1]).expand_as(attention_mask) * attention_mask"],
+        "return torch.arange(attention_mask.shape[1]).expand_as(attention_mask) * attention_mask",
+        # the right positions, written into the caller's mask
+        "attention_mask.mul_(attention_mask.cumsum(-1) - 1)\nreturn attention_mask"],
     "8.1": [  # every token its own word; '#' (punctuation) taken for a continuation
         "return list(range(len(tokens)))",
         "out, word = [], -1\nfor token in tokens:\n    if not token.startswith('#'):\n        word += 1\n    out.append(word)\nreturn out"],

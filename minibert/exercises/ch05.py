@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from . import expect, not_done, passed
+from . import ExerciseError, expect, not_done, passed
+from .ch03 import forbidding
 
 
 def _close(a, b, atol=1e-5) -> bool:
@@ -20,7 +22,7 @@ def _call(fn, exercise: str, hint: str, *args):
     """fn(*args); an error inside the learner's code becomes an ExerciseError that names it."""
     try:
         return fn(*args)
-    except NotImplementedError:  # the student version's stub: the exercise is not done yet
+    except (NotImplementedError, ExerciseError):  # the stub of the student version, or a forbidden shortcut
         raise
     except Exception as exc:  # the learner's code failed: say how, and where to look
         expect(False, exercise, f"your function raised {type(exc).__name__}: {exc}", hint)
@@ -35,6 +37,20 @@ def _randomized(module: torch.nn.Module, seed: int) -> torch.nn.Module:
             value = (torch.rand(p.shape, generator=g) * 0.2 + 0.05) * (torch.randint(0, 2, p.shape, generator=g) * 2 - 1)
             p.copy_(1 + value if name.endswith("LayerNorm.weight") else value)
     return module.eval()
+
+
+def _refuser(exercise: str, problem: str, hint: str):
+    """A stand-in for a function the exercise forbids: calling it raises ExerciseError with problem and hint."""
+    def refuse(*args, **kwargs):
+        raise ExerciseError(f"Exercise {exercise}: {problem}\nHint: {hint}")
+    return refuse
+
+
+# 5.1 asks for indexing and arithmetic: PyTorch's ready-made lookups and layer norms, under every name an answer
+# can reach them by (minibert's LayerNorm calls F.layer_norm, so it is refused too)
+_LOOKUP_AND_NORM = [(F, "layer_norm"), (torch, "layer_norm"), (torch, "native_layer_norm"), (nn.LayerNorm, "forward"),
+                    (F, "embedding"), (torch, "embedding"), (nn.Embedding, "forward")]
+_LOOKUP_AND_NORM += [(torch.ops.aten, name) for name in ("layer_norm", "native_layer_norm", "embedding")]
 
 
 def _hf_config(**kw):
@@ -55,9 +71,14 @@ def check_embed(fn) -> None:
         # Reference: torch's own embedding lookup and layer norm.
         x = F.embedding(ids, word) + F.embedding(torch.arange(T), position)[None] + F.embedding(tt, token_type)
         want = F.layer_norm(x, (C,), gamma, beta, eps=eps)
-        have = _call(fn, "5.1", "each table is indexed by its own ids: word by input_ids, position by 0..T-1 "
-                     "(torch.arange(T)), token_type by token_type_ids.", ids, tt, word, position, token_type, gamma,
-                     beta, eps)
+        refuse = _refuser("5.1", "the answer calls a ready-made embedding lookup or layer norm (nn.Embedding, "
+                          "F.embedding, nn.LayerNorm, F.layer_norm or minibert's LayerNorm), which the exercise "
+                          "forbids.", "look rows up by indexing (word[input_ids]) and write LayerNorm with mean, "
+                          "variance and sqrt(var + eps).")
+        with forbidding(fn, _LOOKUP_AND_NORM, refuse):
+            have = _call(fn, "5.1", "each table is indexed by its own ids: word by input_ids, position by 0..T-1 "
+                         "(torch.arange(T)), token_type by token_type_ids.", ids, tt, word, position, token_type,
+                         gamma, beta, eps)
         expect(isinstance(have, torch.Tensor) and tuple(have.shape) == (B, T, C), "5.1",
                f"for input_ids of shape {(B, T)} and hidden size {C} the result should have shape {(B, T, C)}, got "
                f"{_shape(have)}.",
@@ -109,8 +130,12 @@ def check_layer_forward(fn) -> None:
     with torch.no_grad():
         theirs, ours, x, mask = _layer_case(seed=7)
         want = theirs(x, mask)  # transformers' BertLayer: (B, T, C)
-        have = _call(fn, "5.2", "use self.attention, self.intermediate and self.output, each called as in "
-                     "chapters 03-04.", ours, x, mask)
+        refuse = _refuser("5.2", "the answer calls the finished BertLayer (self(...) or BertLayer.forward), "
+                          "the forward pass the exercise asks you to write.",
+                          "use self.attention, self.intermediate and self.output.")
+        with forbidding(fn, [(type(ours), "forward")], refuse):
+            have = _call(fn, "5.2", "use self.attention, self.intermediate and self.output, each called as in "
+                         "chapters 03-04.", ours, x, mask)
         expect(isinstance(have, torch.Tensor), "5.2", f"the layer should return one tensor, got {type(have).__name__}.",
                "self.attention returns a pair (output, probabilities): unpack it, and return only the layer's output.")
         expect(tuple(have.shape) == tuple(x.shape), "5.2",
@@ -148,8 +173,11 @@ def check_encoder_forward(fn) -> None:
         x = torch.randn(2, 6, 12, generator=torch.Generator().manual_seed(8))  # (B, T, C)
         mask = extended_attention_mask(torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]]))  # (B, 1, 1, T)
         want = encoder(x, mask).last_hidden_state
-        have = _call(fn, "5.3", "loop over self.layer; each layer takes (hidden_states, attention_mask).",
-                     encoder, x, mask)
+        refuse = _refuser("5.3", "the answer calls the encoder itself (self(...) or its forward), the loop the "
+                          "exercise asks you to write.", "loop over self.layer yourself.")
+        with forbidding(fn, [(type(encoder), "forward")], refuse):
+            have = _call(fn, "5.3", "loop over self.layer; each layer takes (hidden_states, attention_mask).",
+                         encoder, x, mask)
         expect(isinstance(have, torch.Tensor) and tuple(have.shape) == tuple(x.shape), "5.3",
                f"the encoder should return the last layer's output of shape {tuple(x.shape)}, got {_shape(have)}.",
                "return the hidden states after the loop.")
@@ -211,6 +239,9 @@ def check_left_padded_positions(fn) -> None:
                 seen += m
             want.append(out)
         have = _call(fn, "5.5", "work on the (B, T) mask with tensor operations such as cumsum.", mask)
+        expect(mask.tolist() == rows, "5.5", "your function changed attention_mask in place; the model needs the "
+               "mask as it was.", "compute the positions into a new tensor (cumsum, *, - return new tensors; "
+               "methods ending in _ such as mul_ change their tensor).")
         expect(isinstance(have, torch.Tensor) and have.shape == mask.shape, "5.5",
                f"for a mask of shape {tuple(mask.shape)} the positions should have the same shape, got "
                f"{_shape(have)}.", "return one position per token, a (B, T) tensor.")
@@ -225,7 +256,7 @@ def check_left_padded_positions(fn) -> None:
 
 def _show_left_padding(fn) -> None:
     """Run one model on a sentence without padding and left-padded with the learner's positions: the real tokens
-    match, the pooler does not (it reads position 0, a [PAD] here)."""
+    match, the pooler does not, because it reads position 0, a [PAD] here; pooling the [CLS] vector would match."""
     from minibert.config import BertConfig
     from minibert.model import BertModel
 
@@ -237,10 +268,14 @@ def _show_left_padding(fn) -> None:
     mask = (padded != 0).long()
     with torch.no_grad():
         alone = model(ids)
-        left = model(padded, mask, position_ids=fn(mask))
+        left = model(padded, mask, position_ids=fn(mask.clone()))
+        dense = model.pooler.dense  # the pooler's weights, applied by hand: tanh(h W^T + b)
+        pooled_at = {i: torch.tanh(F.linear(left.last_hidden_state[:, i], dense.weight, dense.bias)) for i in (0, 2)}
     same_tokens = _close(left.last_hidden_state[:, 2:], alone.last_hidden_state)
     expect(same_tokens, "5.5", "with these positions the real tokens of a left-padded sentence do not get the "
            "vectors they get without padding.", "[CLS] must be at position 0, the next token at 1, ...")
-    same_pooled = _close(left.pooler_output, alone.pooler_output)
     print(f"left padding with your positions: real tokens as without padding: {same_tokens}; "
-          f"pooler_output as without padding: {same_pooled} (the pooler reads position 0, a [PAD] here)")
+          f"pooler_output as without padding: {_close(left.pooler_output, alone.pooler_output)}")
+    print(f"pooler_output is tanh(dense(vector at position 0, a [PAD])): {_close(left.pooler_output, pooled_at[0])}; "
+          f"tanh(dense([CLS] vector at position 2)) is the unpadded pooler_output: "
+          f"{_close(pooled_at[2], alone.pooler_output)}")
