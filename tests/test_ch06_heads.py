@@ -303,11 +303,30 @@ def test_exercise_checks_reject_the_typical_wrong_answers():
     with pytest.raises(ExerciseError, match="mean of all tokens"):
         ch06.check_classify(lambda h, wp, bp, w, b: F.linear(torch.tanh(F.linear(h.mean(1), wp, bp)), w, b))
     ch06.check_classify(lambda h, wp, bp, w, b: F.linear(pool(h, wp, bp), w, b))
+
+    def classify_with_modules(h, wp, bp, w, b):  # the prompt asks for tensor operations only
+        dense = torch.nn.Linear(wp.shape[1], wp.shape[0])
+        with torch.no_grad():
+            dense.weight.copy_(wp), dense.bias.copy_(bp)
+            return F.linear(torch.nn.Tanh()(dense(h[:, 0])), w, b)
+
+    with pytest.raises(ExerciseError, match="calls an nn module"):
+        ch06.check_classify(classify_with_modules)
+    def shifted(z):
+        return z - z.max(-1, keepdim=True).values
+
     with pytest.raises(ExerciseError, match="inf or nan"):  # log of a probability that underflows to 0
-        ch06.check_log_softmax(lambda z: torch.log(torch.softmax(z, -1)))
+        ch06.check_log_softmax(lambda z: torch.log(torch.exp(shifted(z)) / torch.exp(shifted(z)).sum(-1, keepdim=True)))
     with pytest.raises(ExerciseError, match="6.2"):  # normalised over the wrong dimension
-        ch06.check_log_softmax(lambda z: torch.log_softmax(z, 0))
-    ch06.check_log_softmax(lambda z: torch.log_softmax(z, -1))
+        ch06.check_log_softmax(lambda z: z - z.max(0, keepdim=True).values
+                               - torch.exp(z - z.max(0, keepdim=True).values).sum(0, keepdim=True).log())
+    for forbidden in (lambda z: torch.log_softmax(z, -1), lambda z: F.log_softmax(z, -1),  # the shortcuts the
+                      lambda z: z - torch.logsumexp(z, -1, keepdim=True), lambda z: z.softmax(-1).log(),  # prompt
+                      lambda z: torch.special.log_softmax(z, -1), lambda z: torch.nn.LogSoftmax(-1)(z)):  # forbids
+        with pytest.raises(ExerciseError, match="which the exercise forbids"):
+            ch06.check_log_softmax(forbidden)
+    assert "softmax" not in vars(torch.Tensor) and torch.equal(torch.ones(2).softmax(-1), torch.full((2,), 0.5))
+    ch06.check_log_softmax(lambda z: shifted(z) - torch.exp(shifted(z)).sum(-1, keepdim=True).log())
     with pytest.raises(ExerciseError, match="only the .* masked ones count"):  # every position counted
         ch06.check_mlm_accuracy(lambda lg, lb: ((lg.argmax(-1) == lb) & (lb != -100)).sum().item() / lb.numel())
     with pytest.raises(ExerciseError, match="a Python float"):
@@ -320,6 +339,12 @@ def test_exercise_checks_reject_the_typical_wrong_answers():
 
     with pytest.raises(ExerciseError, match="shares the embedding's storage"):
         ch06.check_untie(untie_by_alias)
+
+    def untie_the_embedding(decoder, embedding):  # untied, but the embedding's Parameter was replaced
+        embedding.weight = torch.nn.Parameter(embedding.weight.detach().clone())
+
+    with pytest.raises(ExerciseError, match="the embedding got a new weight"):
+        ch06.check_untie(untie_the_embedding)
 
     def untie_right(decoder, embedding):
         decoder.weight = torch.nn.Parameter(torch.tensor(embedding.weight.tolist()))

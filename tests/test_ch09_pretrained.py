@@ -498,5 +498,8 @@ def test_exercise_checks_reject_the_typical_wrong_answers():
         ch09.check_search(lambda q, m, t: [i for i in range(len(m)) if float(F.cosine_similarity(m[i], q, dim=0)) >= t])
     with pytest.raises(ExerciseError, match="9.3"):  # the dot product, not the cosine
         ch09.check_search(lambda q, m, t: [i for i in (m @ q).argsort(descending=True).tolist() if float(m[i] @ q) >= t])
+    with pytest.raises(ExerciseError, match="9.3"):  # a fixed top-4 instead of the threshold
+        ch09.check_search(lambda q, m, t: (F.normalize(m, dim=-1) @ F.normalize(q, dim=0)).argsort(descending=True)[:4]
+                          .tolist())
     ch09.check_search(lambda q, m, t: sorted((i for i in range(len(m)) if float(F.cosine_similarity(m[i], q, dim=0)) >= t),
                                              key=lambda i: -float(F.cosine_similarity(m[i], q, dim=0))))
