@@ -111,7 +111,10 @@ def check_search(fn) -> None:
                              f"(expected {want}).", "most similar first: sort by similarity, descending.")
         else:
             dots = [sum(a * b for a, b in zip(r, q)) for r in rows]
-            if have and all(dots[a] >= dots[b] for a, b in zip(have, have[1:])) and set(have) != set(want):
+            q_norm = math.sqrt(sum(b * b for b in q))
+            unnormalised = [sorted((i for i in range(7) if d[i] >= threshold), key=lambda i: -d[i])
+                            for d in (dots, [x / q_norm for x in dots])]  # neither normalised; only the query
+            if have in unnormalised:
                 problem, hint = (f"trial {trial}: expected rows {want}, got {have}, which look ranked by dot product; "
                                  f"the rows here are not of length 1.", "normalise query and rows first (F.normalize).")
             else:
