@@ -363,3 +363,25 @@ def test_heads_take_no_packing_argument(head):
         head(cfg)(ids, skip_padding=True)
     out = head(cfg).eval()(ids, output_hidden_states=True, output_attentions=True)
     assert len(out.hidden_states) == 2 and len(out.attentions) == 1  # the options it does pass on
+
+
+@pytest.mark.parametrize("head", [BertForSequenceClassification, BertForMaskedLM])
+def test_heads_take_transformers_positional_arguments_in_order(head):
+    """A call that passes arguments by position means the same in both libraries; transformers' cross-attention
+    slots of the masked LM are refused unless None, naming the argument."""
+    import inspect
+
+    def positional(forward):
+        return [n for n, p in inspect.signature(forward).parameters.items() if p.kind == p.POSITIONAL_OR_KEYWORD]
+
+    assert positional(head.forward) == positional(getattr(transformers, head.__name__).forward)
+    cfg = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=24,
+                     max_position_embeddings=16)
+    ids = torch.randint(0, 50, (2, 5))
+    if head is BertForMaskedLM:
+        model = head(cfg).eval()
+        labels = torch.full_like(ids, -100)
+        labels[:, 1] = ids[:, 1]
+        assert torch.equal(model(ids, None, None, None, None, None, None, labels).loss, model(ids, labels=labels).loss)
+        with pytest.raises(ValueError, match="encoder_hidden_states"):
+            model(ids, None, None, None, None, torch.zeros(2, 5, 16))
