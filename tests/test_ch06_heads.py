@@ -303,11 +303,30 @@ def test_exercise_checks_reject_the_typical_wrong_answers():
     with pytest.raises(ExerciseError, match="mean of all tokens"):
         ch06.check_classify(lambda h, wp, bp, w, b: F.linear(torch.tanh(F.linear(h.mean(1), wp, bp)), w, b))
     ch06.check_classify(lambda h, wp, bp, w, b: F.linear(pool(h, wp, bp), w, b))
+
+    def classify_with_modules(h, wp, bp, w, b):  # the prompt asks for tensor operations only
+        dense = torch.nn.Linear(wp.shape[1], wp.shape[0])
+        with torch.no_grad():
+            dense.weight.copy_(wp), dense.bias.copy_(bp)
+            return F.linear(torch.nn.Tanh()(dense(h[:, 0])), w, b)
+
+    with pytest.raises(ExerciseError, match="calls an nn module"):
+        ch06.check_classify(classify_with_modules)
+    def shifted(z):
+        return z - z.max(-1, keepdim=True).values
+
     with pytest.raises(ExerciseError, match="inf or nan"):  # log of a probability that underflows to 0
-        ch06.check_log_softmax(lambda z: torch.log(torch.softmax(z, -1)))
+        ch06.check_log_softmax(lambda z: torch.log(torch.exp(shifted(z)) / torch.exp(shifted(z)).sum(-1, keepdim=True)))
     with pytest.raises(ExerciseError, match="6.2"):  # normalised over the wrong dimension
-        ch06.check_log_softmax(lambda z: torch.log_softmax(z, 0))
-    ch06.check_log_softmax(lambda z: torch.log_softmax(z, -1))
+        ch06.check_log_softmax(lambda z: z - z.max(0, keepdim=True).values
+                               - torch.exp(z - z.max(0, keepdim=True).values).sum(0, keepdim=True).log())
+    for forbidden in (lambda z: torch.log_softmax(z, -1), lambda z: F.log_softmax(z, -1),  # the shortcuts the
+                      lambda z: z - torch.logsumexp(z, -1, keepdim=True), lambda z: z.softmax(-1).log(),  # prompt
+                      lambda z: torch.special.log_softmax(z, -1), lambda z: torch.nn.LogSoftmax(-1)(z)):  # forbids
+        with pytest.raises(ExerciseError, match="which the exercise forbids"):
+            ch06.check_log_softmax(forbidden)
+    assert "softmax" not in vars(torch.Tensor) and torch.equal(torch.ones(2).softmax(-1), torch.full((2,), 0.5))
+    ch06.check_log_softmax(lambda z: shifted(z) - torch.exp(shifted(z)).sum(-1, keepdim=True).log())
     with pytest.raises(ExerciseError, match="only the .* masked ones count"):  # every position counted
         ch06.check_mlm_accuracy(lambda lg, lb: ((lg.argmax(-1) == lb) & (lb != -100)).sum().item() / lb.numel())
     with pytest.raises(ExerciseError, match="a Python float"):
@@ -320,6 +339,12 @@ def test_exercise_checks_reject_the_typical_wrong_answers():
 
     with pytest.raises(ExerciseError, match="shares the embedding's storage"):
         ch06.check_untie(untie_by_alias)
+
+    def untie_the_embedding(decoder, embedding):  # untied, but the embedding's Parameter was replaced
+        embedding.weight = torch.nn.Parameter(embedding.weight.detach().clone())
+
+    with pytest.raises(ExerciseError, match="the embedding got a new weight"):
+        ch06.check_untie(untie_the_embedding)
 
     def untie_right(decoder, embedding):
         decoder.weight = torch.nn.Parameter(torch.tensor(embedding.weight.tolist()))
@@ -338,3 +363,25 @@ def test_heads_take_no_packing_argument(head):
         head(cfg)(ids, skip_padding=True)
     out = head(cfg).eval()(ids, output_hidden_states=True, output_attentions=True)
     assert len(out.hidden_states) == 2 and len(out.attentions) == 1  # the options it does pass on
+
+
+@pytest.mark.parametrize("head", [BertForSequenceClassification, BertForMaskedLM])
+def test_heads_take_transformers_positional_arguments_in_order(head):
+    """A call that passes arguments by position means the same in both libraries; transformers' cross-attention
+    slots of the masked LM are refused unless None, naming the argument."""
+    import inspect
+
+    def positional(forward):
+        return [n for n, p in inspect.signature(forward).parameters.items() if p.kind == p.POSITIONAL_OR_KEYWORD]
+
+    assert positional(head.forward) == positional(getattr(transformers, head.__name__).forward)
+    cfg = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=24,
+                     max_position_embeddings=16)
+    ids = torch.randint(0, 50, (2, 5))
+    if head is BertForMaskedLM:
+        model = head(cfg).eval()
+        labels = torch.full_like(ids, -100)
+        labels[:, 1] = ids[:, 1]
+        assert torch.equal(model(ids, None, None, None, None, None, None, labels).loss, model(ids, labels=labels).loss)
+        with pytest.raises(ValueError, match="encoder_hidden_states"):
+            model(ids, None, None, None, None, torch.zeros(2, 5, 16))

@@ -498,5 +498,31 @@ def test_exercise_checks_reject_the_typical_wrong_answers():
         ch09.check_search(lambda q, m, t: [i for i in range(len(m)) if float(F.cosine_similarity(m[i], q, dim=0)) >= t])
     with pytest.raises(ExerciseError, match="9.3"):  # the dot product, not the cosine
         ch09.check_search(lambda q, m, t: [i for i in (m @ q).argsort(descending=True).tolist() if float(m[i] @ q) >= t])
+    with pytest.raises(ExerciseError, match="9.3"):  # a fixed top-4 instead of the threshold
+        ch09.check_search(lambda q, m, t: (F.normalize(m, dim=-1) @ F.normalize(q, dim=0)).argsort(descending=True)[:4]
+                          .tolist())
     ch09.check_search(lambda q, m, t: sorted((i for i in range(len(m)) if float(F.cosine_similarity(m[i], q, dim=0)) >= t),
                                              key=lambda i: -float(F.cosine_similarity(m[i], q, dim=0))))
+
+
+def test_save_does_not_replace_a_folder_transformers_resaved_from_minibert(tmp_path):
+    """transformers keeps unknown config keys, minibert's mark among them, when it re-saves a minibert folder; the
+    folder is still transformers' (its config.json has transformers_version), so minibert must not overwrite it."""
+    import json
+
+    import transformers
+
+    from minibert import BertConfig, BertForMaskedLM
+
+    tiny = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
+                      max_position_embeddings=16)
+    ours = BertForMaskedLM(tiny)
+    ours.save_pretrained(tmp_path / "ours")
+    ours.save_pretrained(tmp_path / "ours")  # its own folder: saved over
+    transformers.BertForMaskedLM.from_pretrained(tmp_path / "ours").save_pretrained(tmp_path / "theirs")
+    written = json.loads((tmp_path / "theirs" / "config.json").read_text())
+    assert "minibert_version" in written and "transformers_version" in written
+    before = {p.name: p.read_bytes() for p in (tmp_path / "theirs").iterdir()}
+    with pytest.raises(ValueError, match="which minibert did not write"):
+        ours.save_pretrained(tmp_path / "theirs")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "theirs").iterdir()} == before

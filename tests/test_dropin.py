@@ -609,8 +609,9 @@ def test_untied_masked_lm_folders_load_and_save_as_transformers(tmp_path):
     assert ours.cls.predictions.decoder.weight is not ours.bert.embeddings.word_embeddings.weight
     assert set(ours.state_dict()) == set(theirs.state_dict())
     assert ours.num_parameters() == theirs.num_parameters() == sum(p.numel() for p in theirs.parameters())
-    c = our_config()  # chapter 07's count includes the separate V-sized bias transformers keeps when untied
+    c = our_config()  # chapter 07's count, which includes the V-sized bias transformers keeps but never uses
     assert ours.num_parameters() == count_parameters(c, head="mlm", tie_word_embeddings=False).total
+    assert count_parameters(c, head="mlm", tie_word_embeddings=False).breakdown["cls.predictions.bias"] == c.vocab_size
     b = batch()
     with torch.no_grad():
         assert max_diff(ours(**b), theirs(**b)) < 1e-5

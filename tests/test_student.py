@@ -159,11 +159,16 @@ WRONG_ANSWERS = {
             "pooled = torch.tanh(last_hidden_state[:, 0] @ pooler_weight + pooler_bias)\n"
             "return pooled @ weight.T + bias",  # the pooler's (out, in) weight not transposed
             "pooled = torch.tanh(last_hidden_state.mean(1) @ pooler_weight.T + pooler_bias)\n"
-            "return pooled @ weight.T + bias"],  # the mean of all tokens pooled
+            "return pooled @ weight.T + bias",  # the mean of all tokens pooled
+            "dense = nn.Linear(pooler_weight.shape[1], pooler_weight.shape[0])\n"
+            "with torch.no_grad():\n    dense.weight.copy_(pooler_weight)\n    dense.bias.copy_(pooler_bias)\n"
+            "    return torch.tanh(dense(last_hidden_state[:, 0])) @ weight.T + bias"],  # an nn module
     "6.2": ["return torch.log(torch.exp(z) / torch.exp(z).sum(-1, keepdim=True))",  # overflows: nan
             "e = torch.exp(z - z.max(-1, keepdim=True).values)\n"
             "return torch.log(e / e.sum(-1, keepdim=True))",  # log of an underflowed probability: -inf
-            "m = z.max()\nreturn z - m - torch.log(torch.exp(z - m).sum(-1, keepdim=True))"],  # one max for all rows
+            "m = z.max()\nreturn z - m - torch.log(torch.exp(z - m).sum(-1, keepdim=True))",  # one max for all rows
+            "return torch.log_softmax(z, -1)",  # the forbidden shortcut
+            "return z - torch.logsumexp(z, -1, keepdim=True)"],  # the forbidden shortcut
     "6.3": ["return (logits.argmax(-1) == labels).float().mean().item()",  # every position counted
             "chosen = labels != -100\n"
             "return (logits.argmax(-1)[chosen] == labels[chosen]).sum().item() / labels.numel()",  # divided by B * T
@@ -171,7 +176,8 @@ WRONG_ANSWERS = {
     "6.4": ["decoder.weight = embedding.weight",  # still tied
             "decoder.weight = nn.Parameter(embedding.weight)",  # a new Parameter on the same storage
             "decoder.weight = nn.Parameter(torch.randn_like(embedding.weight))",  # its own, but not a copy
-            "decoder.weight = nn.Parameter(embedding.weight.detach().clone(), requires_grad=False)"],  # frozen
+            "decoder.weight = nn.Parameter(embedding.weight.detach().clone(), requires_grad=False)",  # frozen
+            "embedding.weight = nn.Parameter(embedding.weight.detach().clone())"],  # the wrong side untied
     "3.1": ["return 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))",  # Phi(x) alone: the product rule forgotten
             "x = x.clone().requires_grad_(True)\nreturn torch.autograd.grad(F.gelu(x).sum(), x)[0]",  # autograd
             "return torch.ops.aten.gelu_backward(torch.ones_like(x), x)",  # PyTorch's derivative by its operator
@@ -347,7 +353,9 @@ WRONG_ANSWERS = {
             "scores = F.normalize(matrix, dim=-1) @ F.normalize(query, dim=0)\n"
             "return [i for i in range(len(scores)) if scores[i] >= threshold]",  # not ranked
             "scores = F.normalize(matrix, dim=-1) @ F.normalize(query, dim=0)\n"
-            "return [i for i in scores.argsort().tolist() if scores[i] >= threshold]"],  # least similar first
+            "return [i for i in scores.argsort().tolist() if scores[i] >= threshold]",  # least similar first
+            "scores = F.normalize(matrix, dim=-1) @ F.normalize(query, dim=0)\n"
+            "return scores.argsort(descending=True)[:4].tolist()"],  # a fixed top 4, no threshold
     "10.1": [  # a causal model's 2·T·C attention term (Kaplan's); BERT-base's crossover; F + C (the 2 dropped)
         "crossover_large = 4 * 1024 + 2 * 4096",
         "crossover_large = 2 * 768 + 3072",

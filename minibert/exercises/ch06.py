@@ -2,15 +2,50 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import expect, not_done, passed
+from . import ExerciseError, expect, not_done, passed
+from .ch03 import forbidding
 
 
 def _shape(x) -> str:
     return str(tuple(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__
+
+
+def _no_module(*args, **kwargs):
+    raise ExerciseError("Exercise 6.1: the answer calls an nn module (nn.Linear or nn.Tanh, or a model's pooler or "
+                        "classifier), which the exercise forbids.\nHint: write both layers with tensor operations: "
+                        "tanh(h[:, 0] @ pooler_weight.T + pooler_bias) @ weight.T + bias.")
+
+
+def _no_softmax(*args, **kwargs):
+    raise ExerciseError("Exercise 6.2: the answer calls torch's softmax, log_softmax or logsumexp (under some name), "
+                        "which the exercise forbids.\nHint: write the log-sum-exp formula yourself with max, exp, "
+                        "sum and log: log p = z - m - log(sum(exp(z - m))).")
+
+
+_SOFTMAX_NAMES = ("softmax", "log_softmax", "logsumexp")
+
+
+@contextlib.contextmanager
+def _without_softmax(fn):
+    """torch's softmax, log_softmax and logsumexp refused under every name while the answer runs."""
+    targets = [(owner, name) for owner in (torch, F, torch.special, torch.Tensor) for name in _SOFTMAX_NAMES
+               if hasattr(owner, name)]
+    targets += [(torch.ops.aten, name) for name in ("_softmax", "_log_softmax", "softmax", "log_softmax", "logsumexp")]
+    targets += [(nn.Softmax, "forward"), (nn.LogSoftmax, "forward")]
+    own = set(vars(torch.Tensor))  # Tensor methods defined in C live on its base class: remove what we set
+    try:
+        with forbidding(fn, targets, _no_softmax):
+            yield
+    finally:
+        for name in _SOFTMAX_NAMES:
+            if name not in own and name in vars(torch.Tensor):
+                delattr(torch.Tensor, name)
 
 
 def check_classify(fn) -> None:
@@ -22,7 +57,8 @@ def check_classify(fn) -> None:
         wp, bp = torch.randn(C, C, generator=g) / C ** 0.5, torch.randn(C, generator=g)
         w, b = torch.randn(n, C, generator=g), torch.randn(n, generator=g)
         want = F.linear(torch.tanh(F.linear(h[:, 0], wp, bp)), w, b)  # pooler (dense + tanh), then the classifier
-        have = fn(h.clone(), wp, bp, w, b)
+        with forbidding(fn, [(nn.Linear, "forward"), (nn.Tanh, "forward")], _no_module):
+            have = fn(h.clone(), wp, bp, w, b)
         expect(isinstance(have, torch.Tensor) and have.shape == want.shape, "6.1",
                f"for last_hidden_state {tuple(h.shape)} and {n} labels expected logits of shape {tuple(want.shape)}, "
                f"got {_shape(have)}.", "one row of logits per sequence: pool position 0, then the classifier.")
@@ -54,7 +90,8 @@ def check_log_softmax(fn) -> None:
              torch.tensor([[-1000.0, -1001.0, -1002.0], [1.0, 2.0, 3.0]]), torch.tensor([[3.0, 3.0, 3.0]])]
     for z in cases:
         want = torch.log_softmax(z.double(), -1)  # reference in float64
-        have = fn(z.clone())
+        with _without_softmax(fn):
+            have = fn(z.clone())
         expect(isinstance(have, torch.Tensor) and have.shape == z.shape, "6.2",
                f"for logits of shape {tuple(z.shape)} expected log-probabilities of the same shape, got {_shape(have)}.",
                "reduce over the last dimension with keepdim=True, so that each row keeps its own max and sum.")
@@ -106,10 +143,13 @@ def check_untie(fn) -> None:
     torch.manual_seed(64)
     embedding, decoder = nn.Embedding(11, 4), nn.Linear(4, 11)
     decoder.weight = embedding.weight  # tied, as in BertForMaskedLM
-    before = embedding.weight.detach().clone()
+    before, shared = embedding.weight.detach().clone(), embedding.weight
     result = fn(decoder, embedding)
     expect(result is None, "6.4", f"untie should change the decoder in place and return nothing, got {type(result).__name__}.",
            "assign a new Parameter to decoder.weight.")
+    expect(embedding.weight is shared, "6.4",
+           "the embedding got a new weight; the exercise gives the decoder one and leaves the embedding's Parameter "
+           "alone (an optimizer or another module may hold it).", "assign the new Parameter to decoder.weight.")
     expect(isinstance(decoder.weight, nn.Parameter) and decoder.weight.requires_grad, "6.4",
            "the decoder's weight is not a trainable Parameter.", "wrap the copy in nn.Parameter (requires_grad stays True).")
     expect(decoder.weight is not embedding.weight and decoder.weight.data_ptr() != embedding.weight.data_ptr(), "6.4",
