@@ -419,6 +419,8 @@ CHEATS = [
     "import unittest.mock",
     "import builtins\nbuiltins.print = None",
     "globals()['ch00'] = None",
+    "[ch00][0].check_miniature = print",
+    "Anything = type('Anything', (), {'__eq__': lambda self, other: True})",
     "import inspect\ninspect.getsourcefile(ch00)",
 ]
 

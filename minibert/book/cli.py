@@ -148,7 +148,7 @@ def _cmd_grade(book, args) -> int:
           f"{Path(args.out) / CSV_NAME} and {Path(args.out) / 'feedback'}/<student>/<notebook>.html")
     held = [j for j in jobs if j.review]
     if held:
-        print(f"minibert grade: {len(held)} notebooks held for review with 0 points (their code could fake a "
+        print(f"minibert grade: {len(held)} notebook(s) held for review with 0 points (their code could fake a "
               f"check; read them, see {Path(args.out) / 'notes.txt'}): "
               + ", ".join(f"{j.student}/{j.notebook}" for j in held), flush=True)
     return 0

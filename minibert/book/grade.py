@@ -289,8 +289,9 @@ def tampering(source: str, imported: set[str]) -> list[str]:
             targets = [node.target]
         for t in targets:
             for sub in ast.walk(t):
-                if isinstance(sub, (ast.Attribute, ast.Subscript)) and root(sub) in imported | _TAMPER_MODULES:
-                    found.append(f"changes what an imported module holds ({where(sub)})")
+                if isinstance(sub, (ast.Attribute, ast.Subscript)) and (
+                        root(sub) in imported | _TAMPER_MODULES or (isinstance(sub, ast.Attribute) and root(sub) is None)):
+                    found.append(f"changes what an imported module holds ({where(sub)})")  # or hides which one
                     break
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in _TAMPER_METHODS:
             found.append(f"defines {node.name} (an object that compares equal to anything passes any check)")
@@ -317,6 +318,8 @@ def tampering(source: str, imported: set[str]) -> list[str]:
                 found.append(f"runs IPython's {'shell' if node.func.attr in ('system', 'getoutput') else '%' + str(name)}")
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and "exercises" in node.value:
             found.append(f"names the checks' files ({node.value[:60]!r})")
+        elif isinstance(node, ast.Constant) and node.value in _TAMPER_METHODS | _TAMPER_ATTRS | _TAMPER_NAMES:
+            found.append(f"names {node.value} in a string")
     return list(dict.fromkeys(found))
 
 
