@@ -420,6 +420,7 @@ CHEATS = [
     "import builtins\nbuiltins.print = None",
     "globals()['ch00'] = None",
     "[ch00][0].check_miniature = print",
+    "import sys\nS = sys\nS.modules['importlib'].reload = print",
     "Anything = type('Anything', (), {'__eq__': lambda self, other: True})",
     "import inspect\ninspect.getsourcefile(ch00)",
 ]
@@ -445,6 +446,7 @@ def test_no_answer_the_course_expects_is_held_for_review():
         for nb in notebooks:
             assert suspicious_code(nb, handed_out) == [], chapter.notebook
     honest = ["%time x = 1", "fields = vars(BertConfig())", "fields = BertConfig().__dict__", "t = type(x).__name__",
-              "import sys\nbig = sys.maxsize", "import math, copy, dataclasses"]
+              "import sys\nbig = sys.maxsize", "import math, copy, dataclasses",
+              "n = sum(1 for m in BertConfig.__mro__)", "k = len(list(torch.nn.Linear(2, 2).modules()))"]
     for code in honest:
         assert suspicious_code(_answer(CH00, {}, prefix={"0.1": code}), tagged_notebook(BOOK, CH00).nb) == [], code

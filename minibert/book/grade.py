@@ -271,6 +271,7 @@ def tampering(source: str, imported: set[str]) -> list[str]:
     else:
         magic = False
     found = []
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}  # model.modules() is a call, not sys's
 
     def root(node):  # the name an attribute or item chain starts from (torch in torch.nn.functional.gelu)
         while isinstance(node, (ast.Attribute, ast.Subscript)):
@@ -308,6 +309,8 @@ def tampering(source: str, imported: set[str]) -> list[str]:
                 found.append(f"uses {node.attr} ({where(node)})")
             elif isinstance(node.value, ast.Name) and node.value.id == "sys" and node.attr not in _SAFE_SYS:
                 found.append(f"uses sys.{node.attr}")
+            elif node.attr in ("modules", "meta_path", "path_hooks") and id(node) not in called:
+                found.append(f"uses .{node.attr} ({where(node)})")  # sys.modules under another name
         elif isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("setattr", "delattr", "vars") and (
                 not node.args or root(node.args[0]) in imported | _TAMPER_MODULES):
             found.append(f"reaches into an imported module or class ({where(node)})")
