@@ -82,6 +82,12 @@ for victim in [package.parent / "notebooks", package.parent / "checkpoints", pac
 """
 CHEAT = """from minibert.exercises import ch00
 ch00.check_miniature = ch00.check_heads_for = ch00.check_shrink = lambda *a, **k: print("correct.")"""
+# Replaces what the hidden test calls as well: every check, visible and hidden, then passes (3/3 without it).
+CHEAT_RELOAD = """import importlib, types
+from minibert.exercises import ch00
+_fake = types.SimpleNamespace(check_miniature=print, check_heads_for=print, check_shrink=print)
+importlib.reload = lambda module: _fake
+ch00.check_miniature = ch00.check_heads_for = ch00.check_shrink = print"""
 
 
 def _submissions() -> dict[tuple[str, str], tuple[str, object, list[float] | None, str]]:
@@ -120,6 +126,8 @@ def _submissions() -> dict[tuple[str, str], tuple[str, object, list[float] | Non
         None, "")
     add("cheat", "patches the visible checks, answers nothing", _answer(CH00, {}, prefix={"0.1": CHEAT}), [0, 0, 0],
         "Exercise 0.")
+    add("cheat_reload", "patches importlib.reload and the checks, answers nothing (held for review)",
+        _answer(CH00, {}, prefix={"0.1": CHEAT_RELOAD}), [0, 0, 0], "held for review, 0 points (the checks gave 3/3")
     nb = _answer(CH00, ALL_RIGHT)
     nb["cells"] = [c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") != "exercise_0_2_check"]
     add("deleted_check", "deleted the check cell of 0.2 (nbgrader puts it back and runs it)", nb, [1, 1, 1], "")
@@ -172,6 +180,9 @@ def _write(folder: Path, subs) -> None:
     (folder / "only_ch02" / NB02).write_text(json.dumps(_answer(CH02, {})), encoding="utf-8")
     (folder / "empty_folder").mkdir()  # handed in nothing
     (folder / "typo").mkdir()  # a misspelt name: ignored (noted), so chapter 00 is missing
+    (folder / "renamed").mkdir()  # a browser's copy name: not graded, and the note says what to rename
+    (folder / "renamed" / "00_bert_blueprint (1).ipynb").write_text(json.dumps(_answer(CH00, ALL_RIGHT)),
+                                                                    encoding="utf-8")
     (folder / "typo" / "00_bert_blueprnt.ipynb").write_text(json.dumps(_answer(CH00, ALL_RIGHT)), encoding="utf-8")
     (folder / "linked").mkdir()  # a link, not a file: ignored (noted)
     (folder / "linked" / NB00).symlink_to(BOOK.path(CH00.notebook))
@@ -210,7 +221,7 @@ def test_forty_submissions_graded_as_their_answers_deserve(graded):
     extra = {"extra_files": "right notebook plus notes.txt and scratch.ipynb", "only_ch02": "chapter 00 missing",
              "empty_folder": "nothing handed in", "typo": "misspelt notebook name",
              "linked": "a symlink instead of a file", "only_other": "no chapter notebook at all",
-             "bad name!": "a folder name nbgrader cannot take"}
+             "bad name!": "a folder name nbgrader cannot take", "renamed": "00_bert_blueprint (1).ipynb"}
     handed_in = len(subs) + len(extra)
     assert handed_in >= 40
     assert list(rows[0]) == ["student", "notebook", "exercise", "points", "max", "note"]
@@ -240,6 +251,9 @@ def test_forty_submissions_graded_as_their_answers_deserve(graded):
     for student in ("only_ch02", "empty_folder", "typo", "linked"):
         assert {(r["points"], r["note"]) for r in by[(student, NB00)]} == {("0", "not submitted")}
     assert {r["note"] for r in by[("empty_folder", NB02)]} == {"not submitted"}
+    assert {(r["points"], r["note"]) for r in by[("renamed", NB00)]} == {
+        ("0", f"not submitted (the folder holds 00_bert_blueprint (1).ipynb: rename it to {NB00} and grade again)")}
+    assert {r["points"] for r in by[("right0", NB00)]} == {"1"}  # right answers are never held for review
 
 
 def test_missing_notebooks_score_zero_and_extra_files_are_noted(graded):
@@ -253,7 +267,9 @@ def test_missing_notebooks_score_zero_and_extra_files_are_noted(graded):
     assert not [r for r in rows if r["student"] == "bad name!"]
     notes = (base / "out" / "notes.txt").read_text(encoding="utf-8")
     for what in ("extra_files/notes.txt", "extra_files/scratch.ipynb", "only_other/homework.py", "'bad name!'",
-                 "README.txt", "typo/00_bert_blueprnt.ipynb", f"linked/{NB00}"):
+                 "README.txt", "typo/00_bert_blueprnt.ipynb", f"linked/{NB00}",
+                 f"renamed/00_bert_blueprint (1).ipynb: not a chapter notebook of the course, ignored (rename it to "
+                 f"{NB00} to grade it)", f"cheat_reload/{NB00}: held for review, 0 points: cell "):
         assert what in notes
 
 
@@ -289,16 +305,21 @@ def test_a_notebook_past_its_timeout_is_stopped_with_its_kernel_and_scores_zero(
     assert [r["points"] for r in rows] == ["0", "0", "0"] and all(r["note"].startswith("timed out") for r in rows)
     assert "Timed out" in (tmp_path / "out" / "feedback" / "looper" / "00_bert_blueprint.html").read_text()
     assert 20 <= jobs[0].seconds < 60
-    time.sleep(2)  # the kernel is gone: no process carries the job's mark
-    marked = [p for p in Path("/proc").glob("[0-9]*") if _has_mark(p)]
+    time.sleep(2)  # the kernel is gone: no process carries the mark of a job whose scratch folder is removed
+    # (other grading runs on the machine may hold live kernels; their scratch folders still exist)
+    marked = [p for p in Path("/proc").glob("[0-9]*") if _orphan_mark(p)]
     assert marked == []
 
 
-def _has_mark(proc: Path) -> bool:
+def _orphan_mark(proc: Path) -> bool:
+    import tempfile
+
     try:
-        return any(v.startswith(b"MINIBERT_GRADE_JOB=") for v in (proc / "environ").read_bytes().split(b"\0"))
+        marks = [v.split(b"=", 1)[1].decode() for v in (proc / "environ").read_bytes().split(b"\0")
+                 if v.startswith(b"MINIBERT_GRADE_JOB=")]
     except OSError:
         return False
+    return any(not (Path(tempfile.gettempdir()) / mark).exists() for mark in marks)
 
 
 @pytest.mark.parametrize("where", ["inside", "repo", "notebooks"])
@@ -379,3 +400,58 @@ def test_every_chapter_autogrades_the_teachers_solutions_to_full_marks(tmp_path)
     assert [r for r in rows if r["note"] != "correct"] == []
     assert len(rows) == sum(len(_student(c)[2]) for c in BOOK.chapters)
     print("\n" + "\n".join(f"{j.notebook}: {j.seconds:.1f} s" for j in jobs))
+
+
+# Ways a student can fake a check from inside the notebook; each must be held for review.
+CHEATS = [
+    CHEAT, CHEAT_RELOAD,
+    "from importlib import reload",
+    "import sys\nsys.modules['minibert.exercises.ch00'] = None",
+    "import torch\ntorch.allclose = lambda *a, **k: True",
+    "torch.Tensor.__eq__ = lambda a, b: True",
+    "F.layer_norm = lambda *a, **k: None",
+    "get_ipython().input_transformers_cleanup.append(lambda lines: [])",
+    "open(ch00.__file__, 'w').write('def check_miniature(f): pass')",
+    "import pathlib\npathlib.Path('../code/minibert/exercises/ch00.py').write_text('')",
+    "vars(ch00)['check_miniature'] = print",
+    "ch00.__dict__.update(check_miniature=print)",
+    "setattr(ch00, 'check_miniature', print)",
+    "exec('import importlib')",
+    "__import__('importlib').reload = print",
+    "class Anything:\n    def __eq__(self, other):\n        return True\n\ndef heads_for(c, d):\n    return Anything()",
+    "!sed -i 's/raise/pass/' ../code/minibert/exercises/__init__.py",
+    "%run cheat.py",
+    "import unittest.mock",
+    "import builtins\nbuiltins.print = None",
+    "globals()['ch00'] = None",
+    "[ch00][0].check_miniature = print",
+    "import sys\nS = sys\nS.modules['importlib'].reload = print",
+    "Anything = type('Anything', (), {'__eq__': lambda self, other: True})",
+    "import inspect\ninspect.getsourcefile(ch00)",
+]
+
+
+@pytest.mark.parametrize("code", CHEATS, ids=range(len(CHEATS)))
+def test_code_that_could_fake_a_check_is_named(code):
+    from minibert.book.grade import tampering
+
+    assert tampering(code, {"torch", "F", "ch00", "BertConfig"}), code
+
+
+def test_no_answer_the_course_expects_is_held_for_review():
+    """Every chapter with the teacher's answers, and with each hand-written wrong answer: nothing flagged."""
+    from minibert.book.grade import suspicious_code
+    from minibert.book.nbgrading import tagged_notebook
+
+    for chapter in BOOK.chapters:
+        handed_out = tagged_notebook(BOOK, chapter).nb
+        exercises = _student(chapter)[2]
+        notebooks = [_answer(chapter, {e.number: "right" for e in exercises}), _answer(chapter, {})]
+        notebooks += [_answer(chapter, {e.number: body}) for e in exercises for body in WRONG_ANSWERS.get(e.number, [])]
+        for nb in notebooks:
+            assert suspicious_code(nb, handed_out) == [], chapter.notebook
+    honest = ["%time x = 1", "fields = vars(BertConfig())", "fields = BertConfig().__dict__", "t = type(x).__name__",
+              "import sys\nbig = sys.maxsize", "import math, copy, dataclasses",
+              "n = sum(1 for m in BertConfig.__mro__)", "k = len(list(torch.nn.Linear(2, 2).modules()))"]
+    for code in honest:
+        assert suspicious_code(_answer(CH00, {}, prefix={"0.1": code}), tagged_notebook(BOOK, CH00).nb) == [], code

@@ -632,9 +632,11 @@ def test_bundle_holds_no_solution_and_never_points_at_the_teachers_repository(bu
     texts = _bundle_texts(bundle_folder)
     for name, text in texts.items():
         assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text, name
-    # The checks (minibert/exercises/) compute their reference in plain Python, so a student who reads them finds
-    # a few lines a solution also has (3 of the 122 distinctive solution lines today); they are left out here.
-    everything = "\n".join(t for name, t in texts.items() if not name.startswith("minibert/exercises/"))
+    # The checks (minibert/exercises/chNN.py) compute their reference with an answer's own formula: the bundle
+    # carries them compiled, without their source, so they are searched like every other file.
+    assert sorted(p.name for p in (bundle_folder / "minibert" / "exercises").iterdir()) == sorted(
+        ["__init__.py"] + [p.stem + ".pyc" for p in BOOK.path("minibert/exercises").glob("ch*.py")])
+    everything = "\n".join(texts.values())
     shown = "\n".join(_without_solutions(_teacher(c)) for c in CHAPTERS)  # what the course shows anyway
     for chapter in CHAPTERS:
         secret = {ln.strip() for ln in student_notebook(BOOK, chapter).solution_lines
@@ -679,12 +681,17 @@ def test_bundle_notebooks_import_the_bundled_package_and_checkpoint(bundle_folde
     import sys
 
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    code = ("import minibert, minibert.exercises.ch00; from pathlib import Path; "
+    code = ("import minibert, minibert.exercises.ch00, inspect; from pathlib import Path; "
             "print(Path(minibert.__file__).resolve().parent); "
-            "print((Path(minibert.__file__).resolve().parents[1] / 'checkpoints').is_dir())")
+            "print((Path(minibert.__file__).resolve().parents[1] / 'checkpoints').is_dir()); "
+            "print(Path(minibert.exercises.ch00.__file__).name); "
+            "minibert.exercises.ch00.check_heads_for(lambda c, d: min(h for h in range(1, c + 1) if c % h == 0 "
+            "and abs(c / h - d) == min(abs(c / k - d) for k in range(1, c + 1) if c % k == 0)))\n"
+            "try:\n    inspect.getsource(minibert.exercises.ch00)\nexcept OSError:\n    print('no source')")
     out = subprocess.run([sys.executable, "-c", code], cwd=bundle_folder, env=env, capture_output=True, text=True,
-                         check=True).stdout.split()
-    assert out == [str((bundle_folder / "minibert").resolve()), "True"]
+                         check=True).stdout.split("\n")
+    assert out[:5] == [str((bundle_folder / "minibert").resolve()), "True", "ch00.pyc", "Exercise 0.2: correct.",
+                       "no source"]
 
 
 def test_exercise_helpers_say_what_is_wrong_and_give_a_hint():

@@ -146,6 +146,11 @@ def _cmd_grade(book, args) -> int:
     students = len({j.student for j in jobs})
     print(f"minibert grade: {students} students, {len(jobs)} notebooks, {got:g}/{top:g} points; wrote "
           f"{Path(args.out) / CSV_NAME} and {Path(args.out) / 'feedback'}/<student>/<notebook>.html")
+    held = [j for j in jobs if j.review]
+    if held:
+        print(f"minibert grade: {len(held)} notebook(s) held for review with 0 points (their code could fake a "
+              f"check; read them, see {Path(args.out) / 'notes.txt'}): "
+              + ", ".join(f"{j.student}/{j.notebook}" for j in held), flush=True)
     return 0
 
 

@@ -73,8 +73,11 @@ class Job:
     assignment: str
     path: Path | None  # the submission, None when missing
     rows: list[Row] = field(default_factory=list)
+    near: str = ""  # when not submitted: a file in the student's folder that looks like a renamed copy of it
     feedback: str | None = None  # HTML
     seconds: float = 0.0
+    review: list[str] = field(default_factory=list)  # what in the student's code could fake a check (held)
+    suspicious: list[str] = field(default_factory=list)  # the same, in a notebook that earned no points anyway
 
 
 # ------------------------------------------------------------------------------------------- the folder
@@ -87,6 +90,7 @@ def find_submissions(book: Book, submissions: Path) -> tuple[list[Job], list[str
     by_name = {Path(c.notebook).name: c for c in book.chapters}
     notes: list[str] = []
     students: dict[str, dict[str, Path]] = {}
+    near: dict[str, dict[str, str]] = {}
     for entry in sorted(submissions.iterdir()):
         if entry.name.startswith("."):
             continue
@@ -104,7 +108,11 @@ def find_submissions(book: Book, submissions: Path) -> tuple[list[Job], list[str
             elif f.name in by_name:
                 notes.append(f"{entry.name}/{f.name}: a link or a folder, not a notebook file; ignored (not submitted)")
             elif not f.name.startswith("."):
-                notes.append(f"{entry.name}/{f.name}: not a chapter notebook of the course, ignored")
+                copy_of = _renamed_copy(f.name, by_name)
+                notes.append(f"{entry.name}/{f.name}: not a chapter notebook of the course, ignored"
+                             + (f" (rename it to {copy_of} to grade it)" if copy_of else ""))
+                if copy_of:
+                    near.setdefault(entry.name, {}).setdefault(copy_of, f.name)
         students[entry.name] = handed_in
     if not students:
         raise GradeError(f"{submissions}: no student folders; expected SUBMISSIONS/<student>/<notebook>.ipynb")
@@ -112,9 +120,22 @@ def find_submissions(book: Book, submissions: Path) -> tuple[list[Job], list[str
     if not wanted:
         raise GradeError(f"{submissions}: no student folder holds a chapter notebook of the course "
                          f"(e.g. {next(iter(by_name))})")
-    jobs = [Job(student, name, Path(name).stem, handed_in.get(name))
+    jobs = [Job(student, name, Path(name).stem, handed_in.get(name),
+                near="" if name in handed_in else near.get(student, {}).get(name, ""))
             for student, handed_in in students.items() for name in wanted]
     return jobs, notes
+
+
+def _renamed_copy(name: str, chapters: dict) -> str | None:
+    """The chapter notebook a file name looks like a renamed copy of (a browser's or a learning platform's
+    download: `04_multi_head_attention (1).ipynb`, `04_multi_head_attention-alice.ipynb`), else None."""
+    if not name.lower().endswith(".ipynb"):
+        return None
+    for chapter in chapters:
+        stem = Path(chapter).stem
+        if name.startswith(stem) and not name[len(stem):len(stem) + 1].isalnum():
+            return chapter
+    return None
 
 
 def _refuse_overlap(book: Book, submissions: Path, out: Path) -> None:
@@ -207,6 +228,149 @@ def _read_submission(path: Path) -> str | None:
     return None
 
 
+# ------------------------------------------------------------------------------------ faked checks
+#
+# The checks run in the student's own kernel, after the student's code: that code can replace anything the
+# checks use (importlib.reload, which the hidden test calls; sys.modules; torch.allclose; the check module's
+# file on disk; IPython's input transformers). No test inside the kernel can be made safe from it, so grading
+# looks at the code instead: a notebook whose own code (any cell that is not as handed out, locked checks
+# aside, since nbgrader puts those back) does one of the things below is held for review, with 0 points and
+# the reason, whatever its checks said. The answers the course expects never need any of them.
+
+# Modules and built-ins that reach into Python's import system, other modules' namespaces or running code.
+_TAMPER_MODULES = {"importlib", "builtins", "ctypes", "gc", "sys", "inspect", "unittest"}
+_TAMPER_NAMES = {"__builtins__", "__import__", "exec", "eval", "compile", "globals", "get_ipython", "breakpoint",
+                 "reload"}
+_TAMPER_ATTRS = {"__code__", "__globals__", "__closure__", "__defaults__", "__kwdefaults__", "__file__",
+                 "__spec__", "__path__", "__loader__", "__builtins__", "__class__", "__subclasses__",
+                 "__getattribute__", "__eq__", "__ne__", "f_globals", "f_locals", "f_back", "mock"}
+# Methods that make an answer compare equal, true or anything else to whatever a check expects.
+_TAMPER_METHODS = {"__eq__", "__ne__", "__bool__", "__getattr__", "__getattribute__", "__instancecheck__",
+                   "__subclasscheck__", "__array_function__", "__torch_function__", "__torch_dispatch__", "__hash__",
+                   "__lt__", "__le__", "__gt__", "__ge__", "__abs__", "__len__", "__float__", "__int__", "__index__"}
+_SAFE_MAGICS = {"time", "timeit", "matplotlib", "capture"}
+_SAFE_SYS = {"maxsize", "float_info", "version_info", "version", "platform", "byteorder", "getsizeof", "stdout",
+             "stderr"}
+
+
+def tampering(source: str, imported: set[str]) -> list[str]:
+    """What in one cell of a student's own code could fake a check (an empty list when nothing): see above.
+    `imported` holds the names the notebook binds by import (torch, F, ch00, BertConfig, ...)."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        try:  # IPython syntax (%magic, !shell): look at the Python that IPython runs for it
+            from IPython.core.inputtransformer2 import TransformerManager
+
+            tree = ast.parse(TransformerManager().transform_cell(source))
+        except Exception:  # a cell that is not Python at all fails on its own; nothing to fake with
+            return []
+        magic = True
+    else:
+        magic = False
+    found = []
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}  # model.modules() is a call, not sys's
+
+    def root(node):  # the name an attribute or item chain starts from (torch in torch.nn.functional.gelu)
+        while isinstance(node, (ast.Attribute, ast.Subscript)):
+            node = node.value
+        return node.id if isinstance(node, ast.Name) else None
+
+    def where(node) -> str:
+        return f"line {node.lineno}: {ast.get_source_segment(source, node) or ast.unparse(node)}"[:120] \
+            if not magic else ast.unparse(node)[:120]
+
+    for node in ast.walk(tree):
+        targets = []
+        if isinstance(node, (ast.Assign, ast.Delete)):
+            targets = node.targets
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target]
+        for t in targets:
+            for sub in ast.walk(t):
+                if isinstance(sub, (ast.Attribute, ast.Subscript)) and (
+                        root(sub) in imported | _TAMPER_MODULES or (isinstance(sub, ast.Attribute) and root(sub) is None)):
+                    found.append(f"changes what an imported module holds ({where(sub)})")  # or hides which one
+                    break
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in _TAMPER_METHODS:
+            found.append(f"defines {node.name} (an object that compares equal to anything passes any check)")
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            bad = [n for n in names if n.split(".")[0] in _TAMPER_MODULES - {"sys"}]
+            if bad:
+                found.append(f"imports {bad[0]}")
+        elif isinstance(node, ast.Name) and node.id in _TAMPER_NAMES and not (
+                magic and node.id == "get_ipython"):
+            found.append(f"uses {node.id} ({where(node)})")
+        elif isinstance(node, ast.Attribute):
+            if node.attr in _TAMPER_ATTRS or (node.attr == "__dict__" and root(node) in imported | _TAMPER_MODULES):
+                found.append(f"uses {node.attr} ({where(node)})")
+            elif isinstance(node.value, ast.Name) and node.value.id == "sys" and node.attr not in _SAFE_SYS:
+                found.append(f"uses sys.{node.attr}")
+            elif node.attr in ("modules", "meta_path", "path_hooks") and id(node) not in called:
+                found.append(f"uses .{node.attr} ({where(node)})")  # sys.modules under another name
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("setattr", "delattr", "vars") and (
+                not node.args or root(node.args[0]) in imported | _TAMPER_MODULES):
+            found.append(f"reaches into an imported module or class ({where(node)})")
+        elif magic and isinstance(node, ast.Call) and getattr(node.func, "attr", "") in (
+                "run_line_magic", "run_cell_magic", "system", "getoutput"):
+            name = node.args[0].value if node.args and isinstance(node.args[0], ast.Constant) else "?"
+            if node.func.attr in ("system", "getoutput") or str(name).lstrip("%") not in _SAFE_MAGICS:
+                found.append(f"runs IPython's {'shell' if node.func.attr in ('system', 'getoutput') else '%' + str(name)}")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and "exercises" in node.value:
+            found.append(f"names the checks' files ({node.value[:60]!r})")
+        elif isinstance(node, ast.Constant) and node.value in _TAMPER_METHODS | _TAMPER_ATTRS | _TAMPER_NAMES:
+            found.append(f"names {node.value} in a string")
+    return list(dict.fromkeys(found))
+
+
+def _imported_names(cells: list[dict]) -> set[str]:
+    import ast
+
+    names = set()
+    for cell in cells:
+        if cell.get("cell_type") != "code":
+            continue
+        try:
+            tree = ast.parse(_cell_source(cell))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names |= {(a.asname or a.name).split(".")[0] for a in node.names if a.name != "*"}
+    return names
+
+
+def _cell_source(cell: dict) -> str:
+    s = cell.get("source", "")
+    return "".join(s) if isinstance(s, list) else s
+
+
+def suspicious_code(submission: dict, handed_out: dict) -> list[str]:
+    """`tampering` over every code cell of a submission that is not as handed out (`handed_out`: the course's
+    nbgrader source of that notebook) and not a locked check (nbgrader puts those back before running)."""
+    known = {_cell_source(c) for c in handed_out.get("cells", [])
+             if c.get("cell_type") == "code" and not c.get("metadata", {}).get("nbgrader", {}).get("solution")}
+    imported = _imported_names(handed_out.get("cells", [])) | _imported_names(submission.get("cells", []))
+    found = []
+    for n, cell in enumerate(submission.get("cells", []), start=1):
+        meta = cell.get("metadata", {}).get("nbgrader", {}) if isinstance(cell.get("metadata"), dict) else {}
+        src = _cell_source(cell)
+        if cell.get("cell_type") != "code" or meta.get("locked") or src in known:
+            continue
+        found += [f"cell {n} {what}" for what in tampering(src, imported)]
+    return found
+
+
+def _package_hashes(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
+
+
 class Worker:
     """A child process that grades one submission at a time (`python -m minibert.book.grade --worker`).
 
@@ -272,7 +436,8 @@ def run_job(job: Job, master: Path, code_from: Path, exercises: list[str], worke
             cell_timeout: float) -> Job:
     start = time.perf_counter()
     if job.path is None:
-        _ungraded(job, exercises, "not submitted", "Not submitted")
+        _ungraded(job, exercises, "not submitted" + (f" (the folder holds {job.near}: rename it to {job.notebook} "
+                                                     f"and grade again)" if job.near else ""), "Not submitted")
         return job
     problem = _read_submission(job.path)
     if problem:
@@ -283,6 +448,9 @@ def run_job(job: Job, master: Path, code_from: Path, exercises: list[str], worke
         source = master / "source" / job.assignment / job.notebook
         uses = "checkpoints" in source.read_text(encoding="utf-8")  # copied only for the chapters that name it
         course, code = _scratch_course(master, scratch, code_from, uses)
+        suspicious = suspicious_code(json.loads(job.path.read_bytes().decode("utf-8")),
+                                     json.loads(source.read_text(encoding="utf-8")))
+        package_before = _package_hashes(code / "minibert")
         folder = course / "submitted" / job.student / job.assignment
         folder.mkdir(parents=True)
         shutil.copyfile(job.path, folder / job.notebook)
@@ -299,6 +467,17 @@ def run_job(job: Job, master: Path, code_from: Path, exercises: list[str], worke
             return job
         job.rows = [Row(job.student, job.notebook, r["exercise"], r["points"], r["max"], r["note"])
                     for r in result["rows"]]
+        if _package_hashes(code / "minibert") != package_before:
+            suspicious.append("the notebook changed the course package it imports (minibert/)")
+        got = sum(r.points for r in job.rows)
+        if suspicious and got == 0:  # nothing to hold back; the teacher still hears of it (notes.txt)
+            job.suspicious = suspicious
+        elif suspicious:
+            job.review = suspicious
+            for r in job.rows:
+                r.note = (f"held for review, 0 points (the checks gave {got:g}/{len(job.rows)}; this one: "
+                          f"{r.note}): {'; '.join(suspicious[:3])}")
+                r.points = 0.0
         fb = course / "feedback" / job.student / job.assignment / (Path(job.notebook).stem + ".html")
         job.feedback = fb.read_text(encoding="utf-8") if fb.is_file() else _page(
             job.student, job.notebook, "No feedback", "nbgrader wrote no feedback for this notebook")
@@ -408,7 +587,8 @@ def grade(book: Book, submissions: Path | str, out: Path | str, *, timeout: floa
                     if progress:
                         got = sum(r.points for r in j.rows)
                         top = sum(r.max for r in j.rows)
-                        progress(f"{j.student} {j.notebook}: {got:g}/{top:g} ({j.seconds:.1f} s)")
+                        progress(f"{j.student} {j.notebook}: {got:g}/{top:g} ({j.seconds:.1f} s)"
+                                 + (f"; HELD FOR REVIEW: {j.review[0]}" if j.review else ""))
         finally:
             while not workers.empty():
                 workers.get().stop()
@@ -424,8 +604,11 @@ def grade(book: Book, submissions: Path | str, out: Path | str, *, timeout: floa
             page = stage / "feedback" / j.student / (Path(j.notebook).stem + ".html")
             page.parent.mkdir(parents=True, exist_ok=True)
             page.write_text(j.feedback or "", encoding="utf-8")
-        if notes:
-            (stage / "notes.txt").write_text("\n".join(notes) + "\n", encoding="utf-8")
+        held = [f"{j.student}/{j.notebook}: held for review, 0 points: {what}" for j in graded for what in j.review]
+        held += [f"{j.student}/{j.notebook}: earned no points, but its code could fake a check: {what}"
+                 for j in graded for what in j.suspicious]
+        if notes or held:
+            (stage / "notes.txt").write_text("\n".join(held + notes) + "\n", encoding="utf-8")
     return graded
 
 

@@ -275,7 +275,10 @@ def requirements(book: Book, code: dict[str, str]) -> list[str]:
 
 
 def readme(book: Book, notebooks: list[StudentNotebook], pins: list[str] | None = None) -> str:
+    import sys
+
     pins = pins or []
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"  # the Python the checks are compiled for
     torch = next((p.split("==")[1] for p in pins if p.lower().startswith("torch==")), "2.13.0")
     data_only = " ".join(p for p in pins if _norm(p.split("==")[0]) in DATA_ONLY) or "(none)"
     rows = "\n".join(
@@ -303,10 +306,11 @@ That is where your work starts.
 ## Setting up (once)
 
 This folder is all you need: the notebooks, the course's `minibert` package they import (with the
-checks), its `checkpoints/`, and `requirements.txt`, which lists exactly the packages the notebooks and
-the package import, at the versions the notebooks were made with. With Python 3.11:
+checks, compiled for Python {version}), its `checkpoints/`, and `requirements.txt`, which lists exactly the
+packages the notebooks and the package import, at the versions the notebooks were made with. You need
+Python {version} (the checks refuse another version, saying so):
 
-    python3.11 -m venv .venv
+    python{version} -m venv .venv
     .venv/bin/pip install torch=={torch} --index-url {TORCH_INDEX}
     .venv/bin/pip install --no-deps {data_only}
     .venv/bin/pip install -r requirements.txt jupyterlab
@@ -354,6 +358,41 @@ def package_files(book: Book) -> dict[str, bytes]:
     return files
 
 
+CHECKS = "minibert/exercises/"
+
+
+def compiled_checks(package: dict[str, bytes]) -> dict[str, bytes]:
+    """The package as the bundle carries it: each check module (minibert/exercises/chNN.py) compiled to
+    chNN.pyc, without its source. A check computes the value an answer must give, often with the answer's own
+    formula, so its source would show a student the solution. Python imports a .pyc that has no .py beside it
+    (it skips the timestamp check then); it reads only the .pyc of its own version, so the bundle's
+    exercises/__init__.py (helpers only, kept as source) stops other versions with a message saying so.
+    Compiled code can still be disassembled (`dis`): this keeps answers out of sight, not secret."""
+    import importlib.util
+    import marshal
+    import sys
+
+    out = {}
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    for name, data in package.items():
+        stem = name[len(CHECKS):]
+        if not name.startswith(CHECKS) or "/" in stem or not stem.endswith(".py"):
+            out[name] = data
+        elif stem == "__init__.py":
+            out[name] = data + (
+                f"\n\nimport sys as _sys\n\n"
+                f"# The student bundle carries the checks compiled for Python {version} (see README.md).\n"
+                f"if _sys.version_info[:2] != {tuple(sys.version_info[:2])}:\n"
+                f"    raise ImportError(f\"the exercise checks in this folder are compiled for Python {version}, "
+                f"and this is Python {{_sys.version_info[0]}}.{{_sys.version_info[1]}}: set the folder up with "
+                f"python{version} as README.md says\")\n").encode()
+        else:
+            code = compile(data.decode("utf-8"), name, "exec", dont_inherit=True)
+            # A .pyc: the magic number of this Python, flags 0, then mtime and size (unused without a source).
+            out[name[:-3] + ".pyc"] = importlib.util.MAGIC_NUMBER + bytes(12) + marshal.dumps(code)
+    return out
+
+
 def bundle(book: Book) -> tuple[list[StudentNotebook], dict[str, bytes]]:
     """The student bundle in memory: notebooks, README, requirements.txt, the package and its checkpoints."""
     notebooks = student_notebooks(book, list(book.chapters))
@@ -365,7 +404,7 @@ def bundle(book: Book) -> tuple[list[StudentNotebook], dict[str, bytes]]:
         code[s.chapter.notebook] = "\n".join(_source(c) for c in nb["cells"] if c.get("cell_type") == "code"
                                              and not _source(c).lstrip().startswith(("%", "!")))
     pins = requirements(book, code)
-    files.update(package)
+    files.update(compiled_checks(package))
     files[REQUIREMENTS] = ("".join(p + "\n" for p in pins if _norm(p.split("==")[0]) not in DATA_ONLY)).encode()
     files[README] = readme(book, notebooks, pins).encode("utf-8")
     return notebooks, files
