@@ -86,8 +86,8 @@ pretrain: setup
 
 # Fine-tuning (chapter 12): the experiment set the chapter loads (results/finetune-zh-tiny.json): pretrained against
 # random init at 100, 1,000 and 3,000 labelled reviews, 3 seeds each, the pooler against mean pooling, and named
-# entities. One thread, as make pretrain (on the shared 2-core machine two threads wait for each other).
+# entities. Two threads (FINETUNE_THREADS=1 for one).
 .PHONY: finetune
-FINETUNE_THREADS ?= 1
+FINETUNE_THREADS ?= 2
 finetune: setup
 	$(VENV_PY) -m minibert finetune-experiments --threads $(FINETUNE_THREADS) --out results/finetune-zh-tiny.json $(FINETUNE_ARGS)

@@ -190,3 +190,47 @@ def test_finetune_starts_from_a_folder_transformers_wrote(tmp_path):
     # the encoder came from the folder (a learning rate of 1e-12 leaves it as it was)
     assert torch.allclose(tuned.bert.embeddings.word_embeddings.weight, theirs.embeddings.word_embeddings.weight,
                           atol=1e-6)
+
+
+def test_the_dev_sample_has_devs_label_mix_not_its_first_reviews_in_text_order():
+    from minibert.book.finetune import dev_sample
+
+    dev = [(text, label) for text, label in reviews() if split_of(text) == "dev"]  # from the corpus, not the splits
+    n = 300
+    sample = dev_sample(review_splits()["dev"], n)
+    assert len(sample) == n and len(set(sample)) == n and set(sample) <= set(dev)
+    share = sum(label for _, label in dev) / len(dev)
+    # a simple random sample's positive share has standard error sqrt(p(1-p)/n * (N-n)/(N-1)); allow 3 of them
+    se = (share * (1 - share) / n * (len(dev) - n) / (len(dev) - 1)) ** 0.5
+    assert abs(sum(label for _, label in sample) / n - share) < 3 * se
+    first = dev[:n]  # the old choice: reviews sorted by text, so the first n are one corner of dev
+    assert abs(sum(label for _, label in first) / n - share) > 3 * se
+    assert dev_sample(dev, n) == sample and dev_sample(dev, None) == dev and dev_sample(dev, len(dev) + 5) == dev
+    assert [dev.index(x) for x in sample] == sorted(dev.index(x) for x in sample)  # kept in dev's order
+
+
+def test_every_seed_and_start_scores_the_same_dev_examples(monkeypatch):
+    import minibert.book.finetune as ft
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def encode(tokenizer, task, examples, label2id):
+        seen.append(list(examples))
+        if len(seen) % 2 == 0:  # train, then dev: stop before training
+            raise Stop
+        return []
+
+    monkeypatch.setattr(ft, "encode", encode)
+    splits = review_splits()
+    for start in ("random", str(ft.default_checkpoint())):
+        for seed in (0, 1, 7):
+            with pytest.raises(Stop):
+                ft.fine_tune("sequence", splits, start, ft.labels_of("reviews"), seed=seed, train_examples=50,
+                             dev_examples=100, progress=False)
+    trains, devs = seen[0::2], seen[1::2]
+    assert len(devs) == 6 and all(d == devs[0] for d in devs) and len(devs[0]) == 100
+    assert devs[0] != splits["dev"][:100]
+    assert trains[0] != trains[1]  # the seed still draws the training sample

@@ -52,7 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "no better dev score (default: 2: stop at the 3rd)")
     p.add_argument("--max-length", type=int, default=128, help="tokens per text, [CLS] and [SEP] included "
                    "(default: 128)")
-    p.add_argument("--dev-examples", type=int, help="score only the first N dev examples each epoch (default: all)")
+    p.add_argument("--dev-examples", type=int, help="score only N dev examples each epoch, a random sample drawn "
+                   "with a fixed seed (0), the same whatever --seed (default: all)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--out", required=True, help="a new or empty folder, or one an earlier finetune run wrote")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -230,12 +231,26 @@ def main_score(task: str, metrics: dict) -> float:
     return metrics["accuracy"] if task == "sequence" else metrics["entity_f1"]
 
 
+DEV_SEED = 0  # the dev sample's own seed: the same dev examples for every run, whatever its --seed and start
+
+
+def dev_sample(dev: list, n: int | None) -> list:
+    """The dev examples scored each epoch: all of them (n None or at least len(dev)), else n drawn at random with
+    the fixed seed DEV_SEED, in their order in dev. The splits are sorted by text, so the first n would be one
+    corner of dev (for the reviews, a slice with far fewer positives than dev as a whole); a seeded sample has
+    about dev's label mix, and the same one for every run and start, so their dev scores compare."""
+    if n is None or n >= len(dev):
+        return list(dev)
+    keep = sorted(random.Random(DEV_SEED).sample(range(len(dev)), n))
+    return [dev[i] for i in keep]
+
+
 def fine_tune(task: str, splits: dict, start: str, id2label: dict, *, epochs: int = 3, lr: float = 1e-3,
               batch_size: int = 32, seed: int = 0, train_examples: int | None = None, warmup: float = 0.1,
               weight_decay: float = 0.01, patience: int = 2, max_length: int = 128, dev_examples: int | None = None,
               pooling: str = "cls", freeze_embeddings: bool = False, progress: bool = True, test: bool = True):
-    """Train on (a seeded sample of) "train", score "dev" (its first `dev_examples`) after each epoch, keep the
-    best epoch's weights, stop once more than `patience` epochs in a row bring no better dev score; then score
+    """Train on (a seeded sample of) "train", score "dev" (or its fixed sample of `dev_examples`, `dev_sample`)
+    after each epoch, keep the best epoch's weights, stop once more than `patience` epochs in a row bring no better dev score; then score
     "test" once. Returns (model, metrics)."""
     import torch
     from tqdm import tqdm
@@ -255,7 +270,7 @@ def fine_tune(task: str, splits: dict, start: str, id2label: dict, *, epochs: in
     rng = random.Random(seed)
     train = splits["train"] if train_examples is None else rng.sample(splits["train"], min(train_examples, len(splits["train"])))
     encoded = {"train": encode(tokenizer, task, train, label2id),
-               "dev": encode(tokenizer, task, splits["dev"][:dev_examples], label2id)}
+               "dev": encode(tokenizer, task, dev_sample(splits["dev"], dev_examples), label2id)}
     steps_per_epoch = math.ceil(len(encoded["train"]) / batch_size)
     total = steps_per_epoch * epochs
     groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in adamw_param_groups(model, weight_decay)]
