@@ -447,9 +447,15 @@ def test_no_answer_the_course_expects_is_held_for_review():
         handed_out = tagged_notebook(BOOK, chapter).nb
         exercises = _student(chapter)[2]
         notebooks = [_answer(chapter, {e.number: "right" for e in exercises}), _answer(chapter, {})]
-        notebooks += [_answer(chapter, {e.number: body}) for e in exercises for body in WRONG_ANSWERS.get(e.number, [])]
+        wrong = [(e.number, body) for e in exercises for body in WRONG_ANSWERS.get(e.number, [])]
+        # A wrong answer that reloads a module or runs a subprocess to reach a forbidden function (7.2, 7.4) is a
+        # shortcut the grader should hold for review; every other wrong answer is an honest mistake, graded not held.
+        shortcuts = [(n, body) for n, body in wrong if "importlib" in body or "subprocess" in body]
+        notebooks += [_answer(chapter, {n: body}) for n, body in wrong if (n, body) not in shortcuts]
         for nb in notebooks:
             assert suspicious_code(nb, handed_out) == [], chapter.notebook
+        for n, body in shortcuts:
+            assert suspicious_code(_answer(chapter, {n: body}), handed_out), (chapter.notebook, n, body)
     honest = ["%time x = 1", "fields = vars(BertConfig())", "fields = BertConfig().__dict__", "t = type(x).__name__",
               "import sys\nbig = sys.maxsize", "import math, copy, dataclasses",
               "n = sum(1 for m in BertConfig.__mro__)", "k = len(list(torch.nn.Linear(2, 2).modules()))"]
