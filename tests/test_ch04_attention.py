@@ -343,7 +343,12 @@ def _prune_head(attention, h):
     """Reference answer to 4.3, written here: drop head h's D rows of query/key/value and D columns of W^O."""
     sa = attention.self
     D = sa.attention_head_size
-    keep = [i for i in range(sa.all_head_size) if i // D != h]
+    _keep_only(attention, [i for i in range(sa.all_head_size) if i // D != h])
+
+
+def _keep_only(attention, keep):
+    """Shrink query/key/value to the output dimensions `keep` and W^O to those input columns; one head fewer."""
+    sa = attention.self
     with torch.no_grad():
         for name in ("query", "key", "value"):
             old = getattr(sa, name)
@@ -357,7 +362,7 @@ def _prune_head(attention, h):
         new.bias.copy_(old.bias)
         attention.output.dense = new
     sa.num_attention_heads -= 1
-    sa.all_head_size -= D
+    sa.all_head_size -= sa.attention_head_size
 
 
 def test_pruning_by_hand_equals_silencing_the_head():
@@ -393,21 +398,7 @@ def test_exercise_4_3_accepts_the_reference_and_rejects_wrong_answers():
     def strided(attention, h):  # takes every H-th dimension as head h
         sa, H = attention.self, attention.self.num_attention_heads
         drop = set(range(h, sa.all_head_size, H))
-        keep = [i for i in range(sa.all_head_size) if i not in drop]
-        with torch.no_grad():
-            for name in ("query", "key", "value"):
-                old = getattr(sa, name)
-                new = nn.Linear(old.in_features, len(keep))
-                new.weight.copy_(old.weight[keep])
-                new.bias.copy_(old.bias[keep])
-                setattr(sa, name, new)
-            old = attention.output.dense
-            new = nn.Linear(len(keep), old.out_features)
-            new.weight.copy_(old.weight[:, keep])
-            new.bias.copy_(old.bias)
-            attention.output.dense = new
-        sa.num_attention_heads -= 1
-        sa.all_head_size -= sa.attention_head_size
+        _keep_only(attention, [i for i in range(sa.all_head_size) if i not in drop])
 
     def output_dense_kept(attention, h):  # W^O left at full width
         dense = attention.output.dense

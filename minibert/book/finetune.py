@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from . import pretrain
+
 MARKER = ".minibert-finetune-run"
 DATA = {"reviews": "sequence", "peoples-daily-ner": "token"}  # data set -> the task it is labelled for
 TASKS = ("sequence", "token")
@@ -63,10 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _positive(name: str, value, allow_zero: bool = False) -> None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and (value >= 0 if allow_zero else value >= 1)
-    if not ok:
-        raise FinetuneError(f"--{name.replace('_', '-')} must be a {'non-negative' if allow_zero else 'positive'} "
-                            f"integer, got {value!r}")
+    pretrain._positive(name, value, allow_zero, error=FinetuneError)  # the same rule and message as pretraining
 
 
 def check_settings(s: dict) -> None:

@@ -72,10 +72,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------------------------------------- inputs
 
 
-def _positive(name: str, value, allow_zero: bool = False) -> None:
+def _positive(name: str, value, allow_zero: bool = False, error: type[ValueError] | None = None) -> None:
+    """A command-line integer setting that must be >= 1 (>= 0 with allow_zero); `error` is the command's own error
+    class (PretrainError by default)."""
     ok = isinstance(value, int) and not isinstance(value, bool) and (value >= 0 if allow_zero else value >= 1)
     if not ok:
-        raise PretrainError(f"--{name.replace('_', '-')} must be a {'non-negative' if allow_zero else 'positive'} "
+        raise (error or PretrainError)(f"--{name.replace('_', '-')} must be a {'non-negative' if allow_zero else 'positive'} "
                             f"integer, got {value!r}")
 
 
