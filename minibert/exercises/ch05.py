@@ -155,8 +155,8 @@ def check_layer_forward(fn) -> None:
                "pass attention_mask on to self.attention.")
         expect(_close(have, want), "5.2", f"the output differs from transformers' BertLayer by up to "
                f"{float((have - want).abs().max()):.3g}.",
-               "attention_output, _ = self.attention(hidden_states, attention_mask); then "
-               "self.output(self.intermediate(attention_output), attention_output).")
+               "keep the output of self.attention (given the mask); the feed-forward half is self.intermediate, "
+               "then self.output, whose residual is that attention output.")
     passed("5.2")
 
 
@@ -194,7 +194,8 @@ def check_encoder_forward(fn) -> None:
         wrong["the mask was not passed to the layers"] = h
         for problem, value in wrong.items():
             expect(not _close(have, value), "5.3", f"{problem}.",
-                   "for layer in self.layer: hidden_states = layer(hidden_states, attention_mask).")
+                   "each layer of self.layer, in order, takes the previous layer's output (the first takes "
+                   "hidden_states) and the same attention_mask.")
         expect(_close(have, want), "5.3", f"the output differs from transformers' BertEncoder by up to "
                f"{float((have - want).abs().max()):.3g}.",
                "feed each layer's output to the next, in order, every layer with the same mask.")
