@@ -272,14 +272,20 @@ WRONG_ANSWERS = {
         "return self.attention(hidden_states, attention_mask)",
         "attention_output, _ = self.attention(hidden_states, attention_mask)\n"
         "return self.output(self.intermediate(hidden_states), attention_output)",
-        "return self(hidden_states, attention_mask)[0]"],
+        "return self(hidden_states, attention_mask)[0]",
+        # the package's finished forward pass under its module-level name (out of reach of the check's renaming)
+        "from minibert import model as _m\nreturn _m._layer_forward(self, hidden_states, attention_mask)[0]"],
     "5.3": [  # every layer fed the encoder's input; only the first layer; reverse order; the mask dropped; the encoder
         # called instead of looping over its layers
         "for layer in self.layer:\n    out = layer(hidden_states, attention_mask)\nreturn out",
         "return self.layer[0](hidden_states, attention_mask)",
         "for layer in reversed(self.layer):\n    hidden_states = layer(hidden_states, attention_mask)\nreturn hidden_states",
         "for layer in self.layer:\n    hidden_states = layer(hidden_states)\nreturn hidden_states",
-        "return self(hidden_states, attention_mask).last_hidden_state"],
+        "return self(hidden_states, attention_mask).last_hidden_state",
+        # the package's finished loop, run over the layers adapted to its (output, probabilities) protocol
+        "from types import SimpleNamespace as _NS\nfrom minibert import model as _m\n"
+        "_layers = [lambda h, m, o=False, f=f: (f(h, m), None) for f in self.layer]\n"
+        "return _m._encoder_forward(_NS(layer=_layers), hidden_states, attention_mask)[0]"],
     "5.4": [  # the weight untransposed; no tanh; mean pooling; the last token
         "return torch.tanh(hidden_states[:, 0] @ weight + bias)",
         "return hidden_states[:, 0] @ weight.T + bias",
