@@ -605,6 +605,7 @@ def test_a_cell_with_a_student_replacement_shows_it_and_keeps_its_outputs_and_ot
     (_replaced(md("text"), "x = 1"), "on a markdown cell"),
     (_replaced(code("x = 1"), "def f(:\n"), "not valid Python"),
     (_replaced(code("x = 1"), f"{BEGIN}\nx = 1\n{END}"), "solution or hidden-test marker"),
+    (_replaced(code("#| export\nx = 1"), "#| export\nx = 2"), "starts with a directive \\('#\\| export'\\)"),
     (_replaced(code("x = 1"), 3), "a string or a list of lines"),
     (_replaced(code("x = 1"), ""), "a string or a list of lines"),
     (code("x = 1", metadata={STUDENT_KEY: {"students": "x = 1"}}), "should be"),
@@ -661,7 +662,7 @@ def bundle_folder(tmp_path_factory):
 
 def test_command_writes_the_bundle_and_refuses_notebooks(bundle_folder, capsys):
     assert sorted(p.name for p in bundle_folder.iterdir()) == sorted(
-        [Path(c.notebook).name for c in CHAPTERS] + [README, REQUIREMENTS, MARKER, "minibert", "checkpoints"])
+        [Path(c.notebook).name for c in CHAPTERS] + [README, REQUIREMENTS, MARKER, "minibert", "checkpoints", "results"])
     assert not (bundle_folder / "minibert" / "book").exists()  # the teacher's tools stay with the teacher
     assert main(["--root", str(BOOK.root), "student", "--out", str(BOOK.path("notebooks"))]) == 2
     assert "refusing" in capsys.readouterr().err

@@ -219,6 +219,10 @@ def student_cells(nb: dict, where: str, exercises: list[Exercise]) -> list[int]:
             raise StudentError(f"{here}: a student replacement on Exercise {e.number}'s "
                                f"{'exercise' if i in answer_cells else 'check'} cell, which the student version "
                                f"already rewrites; put it on a cell that is not part of an exercise")
+        if text.lstrip().startswith("#|"):  # student notebooks are never mirrored; this is not the package's code
+            raise StudentError(f"{here}: the student replacement starts with a directive "
+                               f"({text.lstrip().splitlines()[0]!r}); leave it out: the replacement is not the code "
+                               f"the package gets")
         if "BEGIN SOLUTION" in text or "END SOLUTION" in text or "HIDDEN TESTS" in text:
             raise StudentError(f"{here}: the student replacement holds a solution or hidden-test marker")
         try:
@@ -360,14 +364,15 @@ That is where your work starts.
 3. Run that cell, then the check cell right after it. The check compares your answer with an independent
    computation and prints `Exercise N.M: correct.`, or raises `ExerciseError` saying what is wrong and
    giving a hint. Fix and run both cells again.
-4. Carry on down the notebook: the cells after an exercise do not depend on your answer.
+4. Carry on down the notebook: the cells after an exercise do not depend on your answer. (Where a later
+   cell would show an answer, it runs the package's finished code instead, and says so.)
 
 ## Setting up (once)
 
 This folder is all you need: the notebooks, the course's `minibert` package they import (with the
-checks; compiled for Python {version}, without its source: it holds the finished code of the exercises), its
-`checkpoints/`, and `requirements.txt`, which lists exactly the
-packages the notebooks and the package import, at the versions the notebooks were made with. You need
+checks), compiled for Python {version} and without its source, so that the code you write is your own; its
+`checkpoints/` and stored `results/`; and `requirements.txt`, which lists exactly the packages the notebooks and the package import,
+at the versions the notebooks were made with. You need
 Python {version} (the package refuses another version, saying so):
 
     python{version} -m venv .venv
@@ -401,9 +406,10 @@ with a few tests you do not see.
 
 def package_files(book: Book) -> dict[str, bytes]:
     """The files a student needs besides the notebooks: the course package without the teacher's tools
-    (minibert/book, the command line) and the checkpoints the chapters load; relative path -> bytes."""
+    (minibert/book, the command line), the checkpoints the chapters load and the stored results they read
+    (results/: chapter 12's fine-tuning runs); relative path -> bytes."""
     files: dict[str, bytes] = {}
-    for top in ("minibert", "checkpoints"):
+    for top in ("minibert", "checkpoints", "results"):
         base = book.root / top
         if not base.is_dir():
             continue
