@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import inspect
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -696,6 +697,40 @@ def test_bundle_holds_no_solution_and_never_points_at_the_teachers_repository(bu
     readme = texts[README]
     for pointer in ("make setup", "repository", "notebooks/", "git ", "-e ", "path/to/the/course"):
         assert pointer not in readme, pointer
+
+
+def test_no_stored_output_gives_away_a_number_an_exercise_asks_for():
+    """Exercises whose answer is a number (a parameter count, a crossover width): the teacher's solution, run on its
+    own, gives the numbers the check is given; none of them appears (plainly, with thousands separators or
+    underscores) in any student notebook, outputs included (the class edition of the book is made from these)."""
+    numbers: dict[str, set] = {}
+    for chapter in CHAPTERS:
+        nb = _teacher(chapter)
+        for e in find_exercises(nb, chapter.notebook):
+            for i in e.solution_cells:
+                src = _source(nb["cells"][i])
+                for r in regions(src, chapter.notebook):
+                    if r.indent:
+                        continue  # inside a function: the answer is code, searched by tests/leaks.py
+                    space: dict = {}
+                    try:
+                        exec("\n".join(src.split("\n")[r.begin + 1:r.end]), space)
+                    except Exception:
+                        continue
+                    checked = {n.id for n in ast.walk(ast.parse(_source(nb["cells"][e.check_cell])))
+                               if isinstance(n, ast.Name)}  # what the check is given: the answer, not its inputs
+                    numbers.setdefault(e.number, set()).update(
+                        v for k, v in space.items() if k in checked and isinstance(v, int) and not isinstance(v, bool)
+                        and abs(v) >= 1000)
+    assert {"1.4", "10.1"} <= {k for k, v in numbers.items() if v}, numbers  # the numeric exercises it is about
+    found = []
+    for chapter in CHAPTERS:
+        text = "\n".join(leaks.notebook_cells(chapter.stem, json.loads(student_notebook(BOOK, chapter).text)).values())
+        for number, values in numbers.items():
+            for v in values:
+                found += [f"{chapter.stem}: Exercise {number}'s {form}" for form in {str(v), f"{v:,}", f"{v:_}"}
+                          if re.search(rf"(?<![\d.,_]){re.escape(form)}(?![\d_]|[.,]\d)", text)]
+    assert found == []
 
 
 def test_bundle_requirements_are_exactly_what_its_code_imports(bundle_folder):
