@@ -17,23 +17,26 @@ from __future__ import annotations
 import ast
 import inspect
 import json
+import re
 import sys
 import time
 from pathlib import Path
 
+import leaks
 import nbformat
 import pytest
 
 from minibert.book.cli import main
 from minibert.book.outdir import MARKER
 from minibert.book.project import BookError, load_book
-from minibert.book.student import (BEGIN, DATA_ONLY, END, README, REQUIREMENTS, StudentError, build_student, describe,
-                                   dumps, find_exercises, regions, student_notebook)
+from minibert.book.student import (BEGIN, DATA_ONLY, END, README, REQUIREMENTS, STUDENT_KEY, StudentError, build_student,
+                                   describe, dumps, find_exercises, regions, student_cells, student_notebook)
 
 BOOK = load_book(Path(__file__).resolve().parent.parent)
 CHAPTERS = list(BOOK.chapters)
 IDS = [c.stem for c in CHAPTERS]
 MIN_EXERCISES = 3
+SECRETS = leaks.secrets(BOOK)  # every exercise's answer lines, as tests/leaks.py defines them
 
 # Hand-written wrong answers, per exercise: code that replaces the solution region (indented like it). Exercises
 # not listed get generic wrong answers (the solution's result perturbed, see _perturb_source below).
@@ -270,14 +273,20 @@ WRONG_ANSWERS = {
         "return self.attention(hidden_states, attention_mask)",
         "attention_output, _ = self.attention(hidden_states, attention_mask)\n"
         "return self.output(self.intermediate(hidden_states), attention_output)",
-        "return self(hidden_states, attention_mask)[0]"],
+        "return self(hidden_states, attention_mask)[0]",
+        # the package's finished forward pass under its module-level name (out of reach of the check's renaming)
+        "from minibert import model as _m\nreturn _m._layer_forward(self, hidden_states, attention_mask)[0]"],
     "5.3": [  # every layer fed the encoder's input; only the first layer; reverse order; the mask dropped; the encoder
         # called instead of looping over its layers
         "for layer in self.layer:\n    out = layer(hidden_states, attention_mask)\nreturn out",
         "return self.layer[0](hidden_states, attention_mask)",
         "for layer in reversed(self.layer):\n    hidden_states = layer(hidden_states, attention_mask)\nreturn hidden_states",
         "for layer in self.layer:\n    hidden_states = layer(hidden_states)\nreturn hidden_states",
-        "return self(hidden_states, attention_mask).last_hidden_state"],
+        "return self(hidden_states, attention_mask).last_hidden_state",
+        # the package's finished loop, run over the layers adapted to its (output, probabilities) protocol
+        "from types import SimpleNamespace as _NS\nfrom minibert import model as _m\n"
+        "_layers = [lambda h, m, o=False, f=f: (f(h, m), None) for f in self.layer]\n"
+        "return _m._encoder_forward(_NS(layer=_layers), hidden_states, attention_mask)[0]"],
     "5.4": [  # the weight untransposed; no tanh; mean pooling; the last token
         "return torch.tanh(hidden_states[:, 0] @ weight + bias)",
         "return hidden_states[:, 0] @ weight.T + bias",
@@ -448,45 +457,9 @@ def _teacher(chapter) -> dict:
     return json.loads(BOOK.path(chapter.notebook).read_text(encoding="utf-8"))
 
 
-def _strings(node) -> list[str]:
-    """Every string anywhere in a notebook's JSON (sources, outputs, metadata, attachments)."""
-    if isinstance(node, str):
-        return [node]
-    if isinstance(node, dict):
-        return [s for v in node.values() for s in _strings(v)]
-    if isinstance(node, list):
-        return ["".join(node)] if node and all(isinstance(v, str) for v in node) else [s for v in node for s in _strings(v)]
-    return []
-
-
-def _without_solutions(nb: dict) -> str:
-    """The teacher's notebook as text with the solution regions and the exercise/check outputs left out."""
-    exercises = find_exercises(nb, "teacher")
-    hidden = {i for e in exercises for i in e.solution_cells}
-    cleared = hidden | {e.check_cell for e in exercises if e.check_cell is not None}
-    parts = []
-    for i, cell in enumerate(nb["cells"]):
-        src = _source(cell)
-        if i in hidden:
-            lines = src.split("\n")
-            for r in regions(src, "teacher"):
-                lines[r.begin:r.end + 1] = [""] * (r.end - r.begin + 1)
-            src = "\n".join(lines)
-        parts.append(src)
-        if i not in cleared:
-            parts += _strings(cell.get("outputs", []))
-    parts += _strings(nb.get("metadata", {}))
-    return "\n".join(parts)
-
-
 def _leaks(chapter) -> list[str]:
-    """Solution lines found in the student notebook that the teacher's notebook shows nowhere outside solutions."""
-    teacher = _teacher(chapter)
-    student = student_notebook(BOOK, chapter)
-    shown = _without_solutions(teacher)
-    text = "\n".join(_strings(json.loads(student.text)))
-    distinctive = {line.strip() for line in student.solution_lines if line.strip() and line.strip() not in shown}
-    return sorted(line for line in distinctive if line in text)
+    """Any exercise's answer (tests/leaks.py: every chapter's) found in this chapter's student notebook, per cell."""
+    return leaks.hits(SECRETS, leaks.notebook_cells(chapter.stem, json.loads(student_notebook(BOOK, chapter).text)))
 
 
 def _book(tmp_path: Path, cells: list, name: str = "00_demo") -> object:
@@ -598,6 +571,79 @@ def test_student_folder_has_notebooks_and_readme_and_keeps_other_cells_byte_for_
     assert "NotImplementedError" in readme and "check cell" in readme and "| 00_demo.ipynb | Demo chapter | 0.1 |" in readme
 
 
+def _replaced(cell, student):
+    cell.metadata[STUDENT_KEY] = {"student": student}
+    return cell
+
+
+def test_a_cell_with_a_student_replacement_shows_it_and_keeps_its_outputs_and_other_metadata(tmp_path):
+    """The package keeps an export cell's real code; the student version shows the replacement instead."""
+    finished = code("#| export\ndef double(v):\n    return 2 * v  # the answer again")
+    finished.outputs = [nbformat.v4.new_output("stream", text="same output\n")]
+    finished.metadata["slideshow"] = {"slide_type": "skip"}
+    cells = [md("# 00 Demo"), md("**Exercise 0.1.** Double `v`."),
+             code(f"def twice(v):\n    {BEGIN}\n    return 2 * v\n    {END}"), code("print(twice(2) == 4)"),
+             _replaced(finished, ["from minibert.demo import double  # compiled in the bundle\n", "print('x')"])]
+    book = _book(tmp_path, cells)
+    s = student_notebook(book, book.chapters[0])
+    nb = json.loads(s.text)
+    assert s.replaced == [4]
+    assert _source(nb["cells"][4]) == "from minibert.demo import double  # compiled in the bundle\nprint('x')"
+    assert nb["cells"][4]["metadata"] == {"slideshow": {"slide_type": "skip"}}
+    assert "".join(nb["cells"][4]["outputs"][0]["text"]) == "same output\n" and len(nb["cells"][4]["outputs"]) == 1
+    assert "the answer again" not in s.text and "return 2 * v" not in s.text
+    assert leaks.hits(leaks.secrets(book), leaks.notebook_cells("demo", nb)) == []
+    # Without the replacement, the leak test names the cell that repeats the answer.
+    del cells[4].metadata[STUDENT_KEY]
+    (tmp_path / "without").mkdir()
+    book = _book(tmp_path / "without", cells)
+    nb = json.loads(student_notebook(book, book.chapters[0]).text)
+    assert leaks.hits(leaks.secrets(book), leaks.notebook_cells("demo", nb)) == [
+        "demo, cell 4: Exercise 0.1 (notebooks/00_demo.ipynb): 'return 2 * v'"]
+
+
+@pytest.mark.parametrize("cell, problem", [
+    (_replaced(md("text"), "x = 1"), "on a markdown cell"),
+    (_replaced(code("x = 1"), "def f(:\n"), "not valid Python"),
+    (_replaced(code("x = 1"), f"{BEGIN}\nx = 1\n{END}"), "solution or hidden-test marker"),
+    (_replaced(code("#| export\nx = 1"), "#| export\nx = 2"), "starts with a directive \\('#\\| export'\\)"),
+    (_replaced(code("x = 1"), 3), "a string or a list of lines"),
+    (_replaced(code("x = 1"), ""), "a string or a list of lines"),
+    (code("x = 1", metadata={STUDENT_KEY: {"students": "x = 1"}}), "should be"),
+])
+def test_bad_student_replacements_are_refused_naming_the_cell(tmp_path, cell, problem):
+    book = _book(tmp_path, [md("# 00 Demo"), md("**Exercise 0.1.** a"), code(f"{BEGIN}\ny = 1\n{END}"),
+                            code("y"), cell])
+    with pytest.raises(StudentError, match=f"00_demo.ipynb, cell 5: .*{problem}"):
+        build_student(book, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_student_replacement_on_an_exercise_or_check_cell_is_refused(tmp_path):
+    book = _book(tmp_path, [md("**Exercise 0.1.** a"), code(f"{BEGIN}\ny = 1\n{END}"), _replaced(code("y"), "y")])
+    with pytest.raises(StudentError, match="cell 3: a student replacement on Exercise 0.1's check cell"):
+        student_notebook(book, book.chapters[0])
+
+
+def test_what_counts_as_an_answer_line():
+    """Short lines, lines that only move names around, and lines shown before the exercise are no answer."""
+    assert not leaks.computes("return hidden_states") and not leaks.computes("T = input_ids.shape[1]")
+    assert not leaks.computes("for layer in self.layer:") and leaks.computes("for k in range(3):")
+    assert leaks.computes("hidden_states = layer(hidden_states, mask)") and leaks.computes("x[1:] +")
+    assert leaks.code_lines("y = f(x)  # why\ns = '# kept'") == ["y = f(x)  ", "s = '# kept'"]
+
+
+def test_secret_lines_leave_out_what_the_chapter_showed_before_the_exercise(tmp_path):
+    book = _book(tmp_path, [
+        md("# 00 Demo"), code("total = sum(v * v for v in values)\nprint(total)"),
+        md("**Exercise 0.1.** a"),
+        code(f"def f(values):\n    {BEGIN}\n    total = sum(v * v for v in values)\n"
+             f"    return math.sqrt(total) / len(values)  # the answer\n    scale = values\n    {END}"),
+        code("check(f)")])
+    assert [(s.exercise, s.line, s.key) for s in leaks.secrets(book)] == [
+        ("0.1", "return math.sqrt(total) / len(values)  # the answer", "returnmath.sqrt(total)/len(values)")]
+
+
 def test_refuses_to_write_over_the_teachers_files(tmp_path):
     book = _book(tmp_path, [md("# 00 Demo"), code("x = 1")])
     before = (tmp_path / "notebooks" / "00_demo.ipynb").read_bytes()
@@ -617,7 +663,7 @@ def bundle_folder(tmp_path_factory):
 
 def test_command_writes_the_bundle_and_refuses_notebooks(bundle_folder, capsys):
     assert sorted(p.name for p in bundle_folder.iterdir()) == sorted(
-        [Path(c.notebook).name for c in CHAPTERS] + [README, REQUIREMENTS, MARKER, "minibert", "checkpoints"])
+        [Path(c.notebook).name for c in CHAPTERS] + [README, REQUIREMENTS, MARKER, "minibert", "checkpoints", "results"])
     assert not (bundle_folder / "minibert" / "book").exists()  # the teacher's tools stay with the teacher
     assert main(["--root", str(BOOK.root), "student", "--out", str(BOOK.path("notebooks"))]) == 2
     assert "refusing" in capsys.readouterr().err
@@ -636,15 +682,55 @@ def test_bundle_holds_no_solution_and_never_points_at_the_teachers_repository(bu
     # carries them compiled, without their source, so they are searched like every other file.
     assert sorted(p.name for p in (bundle_folder / "minibert" / "exercises").iterdir()) == sorted(
         ["__init__.py"] + [p.stem + ".pyc" for p in BOOK.path("minibert/exercises").glob("ch*.py")])
-    everything = "\n".join(texts.values())
-    shown = "\n".join(_without_solutions(_teacher(c)) for c in CHAPTERS)  # what the course shows anyway
-    for chapter in CHAPTERS:
-        secret = {ln.strip() for ln in student_notebook(BOOK, chapter).solution_lines
-                  if len(ln.strip()) > 12 and ln.strip() not in shown}
-        assert [ln for ln in secret if ln in everything] == [], chapter.notebook
+    # Every file, read as text whatever its kind (the notebooks, README, the package: compiled modules included).
+    everything = {p.relative_to(bundle_folder).as_posix(): p.read_bytes().decode("utf-8", errors="replace")
+                  for p in sorted(bundle_folder.rglob("*")) if p.is_file()}
+    found = []
+    for name, text in everything.items():
+        found += leaks.hits(SECRETS, leaks.notebook_cells(name, json.loads(text)) if name.endswith(".ipynb")
+                            else {name: text})
+    assert found == [], "answers in the bundle:\n" + "\n".join(found)
+    # The package ships compiled: no module's source (the finished code of many exercises) is in the bundle.
+    package = sorted(p.relative_to(bundle_folder).as_posix() for p in (bundle_folder / "minibert").rglob("*.py*"))
+    assert [p for p in package if p.endswith(".py")] == ["minibert/__init__.py", "minibert/exercises/__init__.py"]
+    assert "minibert/model.pyc" in package and "minibert/exercises/ch05.pyc" in package
     readme = texts[README]
     for pointer in ("make setup", "repository", "notebooks/", "git ", "-e ", "path/to/the/course"):
         assert pointer not in readme, pointer
+
+
+def test_no_stored_output_gives_away_a_number_an_exercise_asks_for():
+    """Exercises whose answer is a number (a parameter count, a crossover width): the teacher's solution, run on its
+    own, gives the numbers the check is given; none of them appears (plainly, with thousands separators or
+    underscores) in any student notebook, outputs included (the class edition of the book is made from these)."""
+    numbers: dict[str, set] = {}
+    for chapter in CHAPTERS:
+        nb = _teacher(chapter)
+        for e in find_exercises(nb, chapter.notebook):
+            for i in e.solution_cells:
+                src = _source(nb["cells"][i])
+                for r in regions(src, chapter.notebook):
+                    if r.indent:
+                        continue  # inside a function: the answer is code, searched by tests/leaks.py
+                    space: dict = {}
+                    try:
+                        exec("\n".join(src.split("\n")[r.begin + 1:r.end]), space)
+                    except Exception:
+                        continue
+                    checked = {n.id for n in ast.walk(ast.parse(_source(nb["cells"][e.check_cell])))
+                               if isinstance(n, ast.Name)}  # what the check is given: the answer, not its inputs
+                    numbers.setdefault(e.number, set()).update(
+                        v for k, v in space.items() if k in checked and isinstance(v, int) and not isinstance(v, bool)
+                        and abs(v) >= 1000)
+    assert {"1.4", "10.1"} <= {k for k, v in numbers.items() if v}, numbers  # the numeric exercises it is about
+    found = []
+    for chapter in CHAPTERS:
+        text = "\n".join(leaks.notebook_cells(chapter.stem, json.loads(student_notebook(BOOK, chapter).text)).values())
+        for number, values in numbers.items():
+            for v in values:
+                found += [f"{chapter.stem}: Exercise {number}'s {form}" for form in {str(v), f"{v:,}", f"{v:_}"}
+                          if re.search(rf"(?<![\d.,_]){re.escape(form)}(?![\d_]|[.,]\d)", text)]
+    assert found == []
 
 
 def test_bundle_requirements_are_exactly_what_its_code_imports(bundle_folder):
@@ -655,7 +741,11 @@ def test_bundle_requirements_are_exactly_what_its_code_imports(bundle_folder):
 
     norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()  # noqa: E731
     modules = set()
-    for name, text in _bundle_texts(bundle_folder).items():
+    texts = _bundle_texts(bundle_folder)
+    for p in bundle_folder.rglob("*.pyc"):  # the package ships compiled: read what it was compiled from
+        name = p.relative_to(bundle_folder).with_suffix(".py").as_posix()
+        texts[name] = BOOK.path(name).read_text(encoding="utf-8")
+    for name, text in texts.items():
         if name.endswith(".ipynb"):
             text = "\n".join("".join(c["source"]) for c in json.loads(text)["cells"] if c["cell_type"] == "code")
         elif not name.endswith(".py"):
@@ -687,11 +777,13 @@ def test_bundle_notebooks_import_the_bundled_package_and_checkpoint(bundle_folde
             "print(Path(minibert.exercises.ch00.__file__).name); "
             "minibert.exercises.ch00.check_heads_for(lambda c, d: min(h for h in range(1, c + 1) if c % h == 0 "
             "and abs(c / h - d) == min(abs(c / k - d) for k in range(1, c + 1) if c % k == 0)))\n"
-            "try:\n    inspect.getsource(minibert.exercises.ch00)\nexcept OSError:\n    print('no source')")
+            "try:\n    inspect.getsource(minibert.exercises.ch00)\nexcept OSError:\n    print('no source')\n"
+            "import minibert.model\nfor thing in (minibert.model, minibert.model.BertLayer, minibert.model.BertLayer.forward):\n"
+            "    try:\n        print(inspect.getsource(thing))\n    except (OSError, TypeError):\n        print('no source')")
     out = subprocess.run([sys.executable, "-c", code], cwd=bundle_folder, env=env, capture_output=True, text=True,
                          check=True).stdout.split("\n")
-    assert out[:5] == [str((bundle_folder / "minibert").resolve()), "True", "ch00.pyc", "Exercise 0.2: correct.",
-                       "no source"]
+    assert out[:8] == [str((bundle_folder / "minibert").resolve()), "True", "ch00.pyc", "Exercise 0.2: correct.",
+                       "no source", "no source", "no source", "no source"]
 
 
 def test_exercise_helpers_say_what_is_wrong_and_give_a_hint():
@@ -767,12 +859,18 @@ def test_no_solution_line_or_output_leaks_and_the_rest_is_byte_for_byte(chapter)
                 assert grading["grade"] and grading["locked"] and grading["points"] > 0 and not grading["solution"]
                 assert grading["grade_id"].endswith("_check") and s["metadata"]["editable"] is False
                 assert "HIDDEN" not in _source(s)
+        elif i in student.replaced:  # its student replacement, from the teacher's cell metadata; the rest as is
+            meta = dict(t["metadata"])
+            assert _source(s) == "".join(meta.pop(STUDENT_KEY)["student"]) and s["metadata"] == meta
+            assert {k: v for k, v in s.items() if k not in ("source", "metadata")} == \
+                {k: v for k, v in t.items() if k not in ("source", "metadata")}
         else:
             assert s == t, f"{chapter.notebook}, cell {i + 1} changed in the student version"
         if i in touched:
             assert BEGIN not in _source(s) and END not in _source(s)
             assert "raise NotImplementedError(\"Exercise " in _source(s)
-    if not student.exercises:
+    assert student.replaced == [i for i, c in enumerate(teacher["cells"]) if STUDENT_KEY in c["metadata"]]
+    if not student.exercises and not student.replaced:
         assert student.text == text
 
 
@@ -827,7 +925,11 @@ def test_a_later_cell_that_needs_an_answer_is_found():
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
 def test_later_cells_do_not_use_exercise_answers(chapter):
     """A student who skips an exercise can run the rest: no later cell reads a name that only a solution defines."""
-    problems = _uses_of_answers(_teacher(chapter), chapter.notebook)
+    teacher = _teacher(chapter)
+    problems = _uses_of_answers(teacher, chapter.notebook)
+    # The same for the cells as the student version has them: a student replacement must not need an answer either.
+    student_cells(teacher, chapter.notebook, find_exercises(teacher, chapter.notebook))
+    problems += [f"{p} (student replacement)" for p in _uses_of_answers(teacher, chapter.notebook) if p not in problems]
     assert problems == [], (f"{chapter.notebook}: cells after an exercise must run without its answer (a student "
                             f"may skip it): " + "; ".join(problems))
 
@@ -997,6 +1099,18 @@ class Kernel:
         return error, text
 
 
+def _sanitized(text: str) -> str:
+    """Text with what nbval's sanitizers (tests/nbval_sanitize.cfg) replace replaced the same way."""
+    import configparser
+    import re
+
+    config = configparser.ConfigParser()
+    config.read(Path(__file__).with_name("nbval_sanitize.cfg"))
+    for section in config.sections():
+        text = re.sub(config[section]["regex"], config[section]["replace"], text)
+    return text
+
+
 def _is_not_done(error, number: str) -> bool:
     return error is not None and error[0] == "NotImplementedError" and error[1].startswith(f"Exercise {number}:")
 
@@ -1029,9 +1143,15 @@ def test_student_version_stops_at_each_exercise_and_checks_pass_or_explain(chapt
             if cell["cell_type"] != "code" or (i in in_exercise and i not in by_first_cell):
                 continue
             if i not in by_first_cell:
-                error, _ = k.run(_source(cell))
+                error, text = k.run(_source(cell))
                 where = "before the first exercise" if i < first else "after the solutions above were pasted back"
                 assert error is None, f"{chapter.notebook}, cell {i + 1} failed {where}: {error[0]}: {error[1]}"
+                if student.replaced and i >= student.replaced[0] and not cell["metadata"].get("tags"):
+                    # From a student replacement on, the notebook prints what the teacher's prints.
+                    stored = "".join("".join(o["text"]) for o in teacher["cells"][i]["outputs"]
+                                     if o["output_type"] == "stream")
+                    assert _sanitized(text) == _sanitized(stored), (
+                        f"{chapter.notebook}, cell {i + 1} prints differently in the student version")
                 continue
             e = by_first_cell[i]
             check = _source(teacher["cells"][e.check_cell])

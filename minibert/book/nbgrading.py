@@ -8,6 +8,7 @@ needs that metadata to give the cell a grade_id it can track. `tagged_notebook` 
 copy of the notebook (the notebook itself is never changed, so new chapters are covered as they land):
 
 - each solution cell: an autograded answer (`solution: true`, grade_id `exercise_N_M_answer`);
+- a cell with a student replacement (student.student_cells): the replacement as its source;
 - the check cell: an autograded, locked test cell (`grade: true`, `points`, grade_id `exercise_N_M_check`),
   with a hidden test (`### BEGIN HIDDEN TESTS`) that grades with a freshly loaded copy of the course's check:
   the visible check names the function it calls, so a student could make it pass by redefining or patching
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .project import Book, BookError, Chapter
-from .student import Exercise, StudentError, _source, find_exercises, regions
+from .student import Exercise, StudentError, _source, find_exercises, regions, student_cells
 
 SCHEMA_VERSION = 3
 POINTS = 1  # per exercise
@@ -91,6 +92,7 @@ class Tagged:
     nb: dict
     exercises: list[Exercise]
     solution_lines: list[str]  # every line inside a solution region, markers excluded
+    replaced: list[int]  # cells whose source is now their student replacement (student.student_cells)
 
 
 def tagged_notebook(book: Book, chapter: Chapter) -> Tagged:
@@ -101,6 +103,7 @@ def tagged_notebook(book: Book, chapter: Chapter) -> Tagged:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise StudentError(f"{chapter.notebook}: cannot read the notebook ({exc})") from None
     exercises = find_exercises(nb, chapter.notebook)
+    replaced = student_cells(nb, chapter.notebook, exercises)
     cells = nb["cells"]
     lines: list[str] = []
     for e in exercises:
@@ -128,7 +131,7 @@ def tagged_notebook(book: Book, chapter: Chapter) -> Tagged:
         for i in [*e.solution_cells, e.check_cell]:
             cells[i]["outputs"] = []
             cells[i]["execution_count"] = None
-    return Tagged(chapter, nb, exercises, lines)
+    return Tagged(chapter, nb, exercises, lines, replaced)
 
 
 def _quiet(log: logging.Logger) -> None:

@@ -351,7 +351,8 @@ def edition_notebook(book: Book, chapter: Chapter, edition: str):
 
     Both start from the student version (minibert.book.student): each solution region is the
     `raise NotImplementedError(...)` stub, and exercise and check cells have no outputs. The class edition is
-    exactly that. The self-study edition adds, after each exercise's check cell, a fold holding the solution
+    exactly that (a cell with a student replacement shows the replacement: student.student_cells), and outside
+    its folds the self-study edition reads the same. The self-study edition adds, after each exercise's check cell, a fold holding the solution
     cells as the teacher wrote them (markers removed) with their stored outputs, then what the check printed.
     """
     import copy

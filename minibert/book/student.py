@@ -12,8 +12,17 @@ student version: each solution region becomes
 
 at the indentation of the BEGIN line (nbgrader's stub; the exercise's number and prompt are put into it
 afterwards, because nbgrader has one stub text for every cell), the check cells are locked, their hidden tests
-removed, and the outputs of exercise and check cells cleared; every other cell keeps its outputs. Everything is
-built in memory first; only then are files written, into a new folder swapped in at the end
+removed, and the outputs of exercise and check cells cleared; every other cell keeps its outputs.
+
+A later cell can give an answer away too: the chapter's `#| export` cell that defines the package's finished
+`BertLayer` holds exercise 5.2's forward pass. Such a cell carries its student edition in its metadata,
+
+    "metadata": {"minibert": {"student": ["<the cell's source in the student notebooks>", ...]}}
+
+(one string, or a list of lines as nbformat stores a source). The package keeps the real code (mirroring reads
+sources only); the student version gets the replacement, and the `minibert` key is dropped (`student_cells`).
+The replacement is usually the same code with the answer's part delegated to the finished package, which the
+student bundle carries compiled, without source (`compiled_package`). Everything is built in memory first; only then are files written, into a new folder swapped in at the end
 (minibert.book.outdir).
 """
 
@@ -69,6 +78,10 @@ class StudentNotebook:
     exercises: list[Exercise]
     text: str  # the student notebook, as written
     solution_lines: list[str]  # every line inside a solution region (markers excluded), for leak checks
+    replaced: list[int] = field(default_factory=list)  # 0-based cells whose source is their student replacement
+
+
+STUDENT_KEY = "minibert"  # cell metadata: {"minibert": {"student": <the cell's student source>}}
 
 
 def _source(cell: dict) -> str:
@@ -173,6 +186,56 @@ def find_exercises(nb: dict, where: str) -> list[Exercise]:
     return exercises
 
 
+def student_cells(nb: dict, where: str, exercises: list[Exercise]) -> list[int]:
+    """Put each cell's student replacement (metadata `minibert.student`) in place of its source, in `nb` itself,
+    and drop the `minibert` metadata key; return the cells replaced (0-based). A StudentError naming notebook and
+    cell for a replacement that is not a string (or list of strings), does not parse, holds solution markers, or
+    sits on a markdown cell, an exercise cell or a check cell."""
+    import ast
+
+    answer_cells = {i: e for e in exercises for i in e.solution_cells}
+    check_cells = {e.check_cell: e for e in exercises if e.check_cell is not None}
+    replaced = []
+    for i, cell in enumerate(nb.get("cells", [])):
+        meta = cell.get("metadata", {})
+        if STUDENT_KEY not in meta:
+            continue
+        here = f"{where}, cell {i + 1}"
+        entry = meta[STUDENT_KEY]
+        if not isinstance(entry, dict) or set(entry) != {"student"}:
+            raise StudentError(f"{here}: metadata {STUDENT_KEY!r} should be {{\"student\": <the cell's source in the "
+                               f"student notebooks>}}, got {entry!r}")
+        text = entry["student"]
+        if isinstance(text, list) and all(isinstance(line, str) for line in text):
+            text = "".join(text)
+        if not isinstance(text, str) or not text.strip():
+            raise StudentError(f"{here}: the student replacement should be the cell's new source (a string or a "
+                               f"list of lines), got {entry['student']!r}")
+        if cell.get("cell_type") != "code":
+            raise StudentError(f"{here}: a student replacement on a {cell.get('cell_type')} cell; only code cells "
+                               f"can have one")
+        if i in answer_cells or i in check_cells:
+            e = answer_cells.get(i) or check_cells[i]
+            raise StudentError(f"{here}: a student replacement on Exercise {e.number}'s "
+                               f"{'exercise' if i in answer_cells else 'check'} cell, which the student version "
+                               f"already rewrites; put it on a cell that is not part of an exercise")
+        if text.lstrip().startswith("#|"):  # student notebooks are never mirrored; this is not the package's code
+            raise StudentError(f"{here}: the student replacement starts with a directive "
+                               f"({text.lstrip().splitlines()[0]!r}); leave it out: the replacement is not the code "
+                               f"the package gets")
+        if "BEGIN SOLUTION" in text or "END SOLUTION" in text or "HIDDEN TESTS" in text:
+            raise StudentError(f"{here}: the student replacement holds a solution or hidden-test marker")
+        try:
+            ast.parse(text)
+        except SyntaxError as exc:
+            raise StudentError(f"{here}: the student replacement is not valid Python ({exc.msg}, line "
+                               f"{exc.lineno})") from None
+        _set_source(cell, text)
+        del meta[STUDENT_KEY]
+        replaced.append(i)
+    return replaced
+
+
 _CACHE: dict[tuple[str, str], StudentNotebook] = {}
 
 
@@ -200,7 +263,7 @@ def student_notebooks(book: Book, chapters: list[Chapter]) -> list[StudentNotebo
     if todo:
         for chapter, (nb, tagged) in zip(todo, release(book, todo).values()):
             _CACHE[keys[chapter.notebook]] = StudentNotebook(chapter, tagged.exercises, dumps(nb),
-                                                             tagged.solution_lines)
+                                                             tagged.solution_lines, tagged.replaced)
     return [_CACHE[keys[c.notebook]] for c in chapters]
 
 
@@ -301,14 +364,16 @@ That is where your work starts.
 3. Run that cell, then the check cell right after it. The check compares your answer with an independent
    computation and prints `Exercise N.M: correct.`, or raises `ExerciseError` saying what is wrong and
    giving a hint. Fix and run both cells again.
-4. Carry on down the notebook: the cells after an exercise do not depend on your answer.
+4. Carry on down the notebook: the cells after an exercise do not depend on your answer. (Where a later
+   cell would show an answer, it runs the package's finished code instead, and says so.)
 
 ## Setting up (once)
 
 This folder is all you need: the notebooks, the course's `minibert` package they import (with the
-checks, compiled for Python {version}), its `checkpoints/`, and `requirements.txt`, which lists exactly the
-packages the notebooks and the package import, at the versions the notebooks were made with. You need
-Python {version} (the checks refuse another version, saying so):
+checks), compiled for Python {version} and without its source, so that the code you write is your own; its
+`checkpoints/` and stored `results/`; and `requirements.txt`, which lists exactly the packages the notebooks and the package import,
+at the versions the notebooks were made with. You need
+Python {version} (the package refuses another version, saying so):
 
     python{version} -m venv .venv
     .venv/bin/pip install torch=={torch} --index-url {TORCH_INDEX}
@@ -341,9 +406,10 @@ with a few tests you do not see.
 
 def package_files(book: Book) -> dict[str, bytes]:
     """The files a student needs besides the notebooks: the course package without the teacher's tools
-    (minibert/book, the command line) and the checkpoints the chapters load; relative path -> bytes."""
+    (minibert/book, the command line), the checkpoints the chapters load and the stored results they read
+    (results/: chapter 12's fine-tuning runs); relative path -> bytes."""
     files: dict[str, bytes] = {}
-    for top in ("minibert", "checkpoints"):
+    for top in ("minibert", "checkpoints", "results"):
         base = book.root / top
         if not base.is_dir():
             continue
@@ -358,16 +424,19 @@ def package_files(book: Book) -> dict[str, bytes]:
     return files
 
 
-CHECKS = "minibert/exercises/"
+PACKAGE = "minibert/"
 
 
-def compiled_checks(package: dict[str, bytes]) -> dict[str, bytes]:
-    """The package as the bundle carries it: each check module (minibert/exercises/chNN.py) compiled to
-    chNN.pyc, without its source. A check computes the value an answer must give, often with the answer's own
-    formula, so its source would show a student the solution. Python imports a .pyc that has no .py beside it
-    (it skips the timestamp check then); it reads only the .pyc of its own version, so the bundle's
-    exercises/__init__.py (helpers only, kept as source) stops other versions with a message saying so.
-    Compiled code can still be disassembled (`dis`): this keeps answers out of sight, not secret."""
+def compiled_package(package: dict[str, bytes]) -> dict[str, bytes]:
+    """The package as the bundle carries it: every module but the `__init__.py` files compiled to a `.pyc`
+    beside where its source would be, without the source. The checks (minibert/exercises/chNN.py) compute the
+    value an answer must give, often with the answer's own formula, and the chapters' modules hold the finished
+    code of many exercises (minibert/model.py: exercise 5.2's layer and 5.3's encoder): their source would show a
+    student the solutions, through `??`, `inspect.getsource` or a text editor. Python imports a .pyc that has
+    no .py beside it (it skips the timestamp check then); it reads only the .pyc of its own version, so the
+    bundle's minibert/__init__.py (the lazy name table, kept as source, like exercises/__init__.py's helpers)
+    stops other versions with a message saying so. Compiled code keeps its docstrings (`help()` works) and can
+    still be disassembled (`dis`): this keeps answers out of sight, not secret."""
     import importlib.util
     import marshal
     import sys
@@ -375,17 +444,18 @@ def compiled_checks(package: dict[str, bytes]) -> dict[str, bytes]:
     out = {}
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
     for name, data in package.items():
-        stem = name[len(CHECKS):]
-        if not name.startswith(CHECKS) or "/" in stem or not stem.endswith(".py"):
+        if not name.startswith(PACKAGE) or not name.endswith(".py"):
             out[name] = data
-        elif stem == "__init__.py":
+        elif name == PACKAGE + "__init__.py":
             out[name] = data + (
                 f"\n\nimport sys as _sys\n\n"
-                f"# The student bundle carries the checks compiled for Python {version} (see README.md).\n"
+                f"# The student bundle carries the package compiled for Python {version} (see README.md).\n"
                 f"if _sys.version_info[:2] != {tuple(sys.version_info[:2])}:\n"
-                f"    raise ImportError(f\"the exercise checks in this folder are compiled for Python {version}, "
+                f"    raise ImportError(f\"the minibert package in this folder is compiled for Python {version}, "
                 f"and this is Python {{_sys.version_info[0]}}.{{_sys.version_info[1]}}: set the folder up with "
                 f"python{version} as README.md says\")\n").encode()
+        elif name.endswith("/__init__.py"):
+            out[name] = data
         else:
             code = compile(data.decode("utf-8"), name, "exec", dont_inherit=True)
             # A .pyc: the magic number of this Python, flags 0, then mtime and size (unused without a source).
@@ -404,7 +474,7 @@ def bundle(book: Book) -> tuple[list[StudentNotebook], dict[str, bytes]]:
         code[s.chapter.notebook] = "\n".join(_source(c) for c in nb["cells"] if c.get("cell_type") == "code"
                                              and not _source(c).lstrip().startswith(("%", "!")))
     pins = requirements(book, code)
-    files.update(compiled_checks(package))
+    files.update(compiled_package(package))
     files[REQUIREMENTS] = ("".join(p + "\n" for p in pins if _norm(p.split("==")[0]) not in DATA_ONLY)).encode()
     files[README] = readme(book, notebooks, pins).encode("utf-8")
     return notebooks, files
