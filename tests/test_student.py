@@ -275,7 +275,20 @@ WRONG_ANSWERS = {
         "return self.output(self.intermediate(hidden_states), attention_output)",
         "return self(hidden_states, attention_mask)[0]",
         # the package's finished forward pass under its module-level name (out of reach of the check's renaming)
-        "from minibert import model as _m\nreturn _m._layer_forward(self, hidden_states, attention_mask)[0]"],
+        "from minibert import model as _m\nreturn _m._layer_forward(self, hidden_states, attention_mask)[0]",
+        # chapter 10's packed_layer (the same steps on packed tokens), every position packed as a real token
+        "from minibert import packed as _p\nB, T, C = hidden_states.shape\n"
+        "real = (attention_mask[:, 0, 0, :] == 0).long()\n"
+        "rows, index = _p.pack_tokens(hidden_states, torch.ones(B, T, dtype=torch.long))\n"
+        "rows = _p.packed_layer(self, rows, _p.packed_attention_mask(real, self, hidden_states.dtype), index, B, T)\n"
+        "return _p.unpack_tokens(rows, index, B, T)",
+        # transformers' BertLayer holding a copy of the weights
+        "from transformers.models.bert.modeling_bert import BertLayer as _HF\nimport transformers as _t\n"
+        "cfg = _t.BertConfig(hidden_size=hidden_states.shape[-1], num_attention_heads=self.attention.self.num_attention_heads,\n"
+        "                    intermediate_size=self.intermediate.dense.out_features, layer_norm_eps=self.output.LayerNorm.eps,\n"
+        "                    hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, attn_implementation='eager')\n"
+        "other = _HF(cfg).eval()\nother.load_state_dict(self.state_dict())\nout = other(hidden_states, attention_mask)\n"
+        "return out[0] if isinstance(out, tuple) else out"],
     "5.3": [  # every layer fed the encoder's input; only the first layer; reverse order; the mask dropped; the encoder
         # called instead of looping over its layers
         "for layer in self.layer:\n    out = layer(hidden_states, attention_mask)\nreturn out",

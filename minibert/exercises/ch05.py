@@ -156,12 +156,17 @@ def check_layer_forward(fn) -> None:
         refuse = _refuser("5.2", "the answer calls the finished BertLayer (self(...) or BertLayer.forward), "
                           "the forward pass the exercise asks you to write.",
                           "use self.attention, self.intermediate and self.output.")
-        with _watching(type(ours).forward) as ran, forbidding(fn, [(type(ours), "forward")], refuse):
+        from minibert.packed import packed_layer
+
+        # the finished layer under any name: the package's forward, chapter 10's packed_layer (the same steps on
+        # packed tokens) and transformers' BertLayer (a copy of the weights runs it)
+        with _watching(type(ours).forward, packed_layer, type(theirs).forward) as ran, \
+                forbidding(fn, [(type(ours), "forward")], refuse):
             have = _call(fn, "5.2", "use self.attention, self.intermediate and self.output, each called as in "
                          "chapters 03-04.", ours, x, mask)
-        expect(not ran[0], "5.2", "the answer runs the package's finished BertLayer forward pass (minibert.model), "
-               "the forward pass the exercise asks you to write.", "use self.attention, self.intermediate and "
-               "self.output.")
+        expect(not ran[0], "5.2", "the answer runs a finished BertLayer forward pass (minibert.model's, "
+               "minibert.packed's packed_layer or transformers' BertLayer), the forward pass the exercise asks you "
+               "to write.", "use self.attention, self.intermediate and self.output.")
         expect(isinstance(have, torch.Tensor), "5.2", f"the layer should return one tensor, got {type(have).__name__}.",
                "self.attention returns a pair (output, probabilities): unpack it, and return only the layer's output.")
         expect(tuple(have.shape) == tuple(x.shape), "5.2",
@@ -202,8 +207,10 @@ def check_encoder_forward(fn) -> None:
         refuse = _refuser("5.3", "the answer calls the encoder itself (self(...) or its forward), the loop the "
                           "exercise asks you to write.", "loop over self.layer yourself.")
         from minibert.model import BertEncoder
+        from minibert.packed import packed_forward, packed_layer
 
-        with _watching(BertEncoder.forward) as ran, forbidding(fn, [(type(encoder), "forward")], refuse):
+        with _watching(BertEncoder.forward, packed_forward, packed_layer) as ran, \
+                forbidding(fn, [(type(encoder), "forward")], refuse):
             have = _call(fn, "5.3", "loop over self.layer; each layer takes (hidden_states, attention_mask).",
                          encoder, x, mask)
         expect(not ran[0], "5.3", "the answer runs the package's finished BertEncoder forward pass "
