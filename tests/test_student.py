@@ -171,7 +171,9 @@ WRONG_ANSWERS = {
             "return torch.log(e / e.sum(-1, keepdim=True))",  # log of an underflowed probability: -inf
             "m = z.max()\nreturn z - m - torch.log(torch.exp(z - m).sum(-1, keepdim=True))",  # one max for all rows
             "return torch.log_softmax(z, -1)",  # the forbidden shortcut
-            "return z - torch.logsumexp(z, -1, keepdim=True)"],  # the forbidden shortcut
+            "return z - torch.logsumexp(z, -1, keepdim=True)",  # the forbidden shortcut
+            "return torch._log_softmax(z, -1, False)",  # the same operator under a private name
+            "return z - torch.logcumsumexp(z, -1)[..., -1:]"],  # a running log-sum-exp: its last entry
     "6.3": ["return (logits.argmax(-1) == labels).float().mean().item()",  # every position counted
             "chosen = labels != -100\n"
             "return (logits.argmax(-1)[chosen] == labels[chosen]).sum().item() / labels.numel()",  # divided by B * T

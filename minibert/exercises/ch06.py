@@ -7,6 +7,7 @@ import contextlib
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from . import ExerciseError, expect, not_done, passed
 from .ch03 import forbidding
@@ -31,16 +32,30 @@ def _no_softmax(*args, **kwargs):
 _SOFTMAX_NAMES = ("softmax", "log_softmax", "logsumexp")
 
 
+class _RefuseSoftmaxOps(TorchDispatchMode):
+    """The softmax family refused where every name of it ends up, at the aten operator: `torch._log_softmax`,
+    `torch._softmax`, `torch._safe_softmax` and the like reach it without passing any name `forbidding` replaces.
+    `logcumsumexp` is refused too: its last entry is a ready-made log-sum-exp."""
+
+    _OPS = ("_softmax", "_log_softmax", "_safe_softmax", "_masked_softmax", "logsumexp", "logcumsumexp",
+            "_logcumsumexp")
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket.__name__ in self._OPS:
+            _no_softmax()
+        return func(*args, **(kwargs or {}))
+
+
 @contextlib.contextmanager
 def _without_softmax(fn):
     """torch's softmax, log_softmax and logsumexp refused under every name while the answer runs."""
     targets = [(owner, name) for owner in (torch, F, torch.special, torch.Tensor) for name in _SOFTMAX_NAMES
                if hasattr(owner, name)]
-    targets += [(torch.ops.aten, name) for name in ("_softmax", "_log_softmax", "softmax", "log_softmax", "logsumexp")]
+    # the aten operators are refused by _RefuseSoftmaxOps (replacing them here would break its dispatch)
     targets += [(nn.Softmax, "forward"), (nn.LogSoftmax, "forward")]
     own = set(vars(torch.Tensor))  # Tensor methods defined in C live on its base class: remove what we set
     try:
-        with forbidding(fn, targets, _no_softmax):
+        with forbidding(fn, targets, _no_softmax), _RefuseSoftmaxOps():
             yield
     finally:
         for name in _SOFTMAX_NAMES:
