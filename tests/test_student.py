@@ -429,7 +429,12 @@ WRONG_ANSWERS = {
         "from transformers import get_cosine_schedule_with_warmup\n"
         "opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=peak)\n"
         "sched = get_cosine_schedule_with_warmup(opt, warmup_steps, total_steps)\n"
-        "return peak * sched.lr_lambdas[0](step)"],
+        "return peak * sched.lr_lambdas[0](step)",
+        # the same schedule's private per-step function, and a variant that is this schedule with its defaults
+        "from transformers.optimization import _get_cosine_schedule_with_warmup_lr_lambda as f\n"
+        "return peak * f(step, num_warmup_steps=warmup_steps, num_training_steps=total_steps, num_cycles=0.5)",
+        "from transformers.optimization import _get_cosine_with_hard_restarts_schedule_with_warmup_lr_lambda as f\n"
+        "return peak * f(step, num_warmup_steps=warmup_steps, num_training_steps=total_steps, num_cycles=1)"],
     "12.1": [  # every character of a span tagged B-; every character I- (no B-); end taken as inclusive
         "tags = ['O'] * len(text)\nfor s, e, k in spans:\n    for i in range(s, e):\n        tags[i] = 'B-' + k\nreturn tags",
         "tags = ['O'] * len(text)\nfor s, e, k in spans:\n    for i in range(s, e):\n        tags[i] = 'I-' + k\nreturn tags",
