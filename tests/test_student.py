@@ -222,7 +222,15 @@ WRONG_ANSWERS = {
         # the chapter's own exported attention_probs, with the two masks combined
         "keep = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).tril() if causal else None\n"
         "if mask is not None:\n    keep = mask if keep is None else mask & keep\nreturn attention_probs(q, k, keep) @ v",
-        "return torch.ops.aten.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)"],
+        "return torch.ops.aten.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)",
+        # transformers' BERT attention function (modeling_bert.py, the students' readable reference)
+        "from transformers.models.bert.modeling_bert import eager_attention_forward as f\n"
+        "keep = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).tril() if causal else None\n"
+        "if mask is not None:\n    keep = mask if keep is None else mask & keep\n"
+        "add = None if keep is None else torch.zeros(keep.shape).masked_fill(~keep, torch.finfo(q.dtype).min)\n"
+        "q4, k4, v4 = (t.reshape((1,) * (4 - t.dim()) + t.shape) for t in (q, k, v))\n"
+        "out = f(torch.nn.Module().eval(), q4, k4, v4, add, scaling=q.shape[-1] ** -0.5, dropout=0.0)[0]\n"
+        "return out.transpose(1, 2).reshape(torch.broadcast_shapes(q.shape, v.shape))"],
     "4.2": ["return qkv.view(*qkv.shape[:2], num_heads, -1).transpose(1, 2).chunk(3, dim=-1)",  # [q_h k_h v_h] per head
             "B, T, C3 = qkv.shape\nreturn tuple(t.reshape(B, num_heads, T, -1) for t in qkv.split(C3 // 3, dim=-1))"],
     "4.3": [  # head h's parameters zeroed, not removed; the layers shrunk but the head count kept
