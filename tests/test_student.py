@@ -314,7 +314,11 @@ WRONG_ANSWERS = {
         "return torch.tanh(hidden_states[:, 0] @ weight + bias)",
         "return hidden_states[:, 0] @ weight.T + bias",
         "return torch.tanh(hidden_states.mean(1) @ weight.T + bias)",
-        "return torch.tanh(hidden_states[:, -1] @ weight.T + bias)"],
+        "return torch.tanh(hidden_states[:, -1] @ weight.T + bias)",
+        # the package's finished pooler, holding the given weights
+        "from minibert.model import BertPooler as _P\nfrom minibert import BertConfig as _C\n"
+        "p = _P(_C(hidden_size=weight.shape[0], num_attention_heads=1))\n"
+        "p.dense.weight.data, p.dense.bias.data = weight, bias\nreturn p(hidden_states)"],
     "5.5": [  # right padding gets non-zero positions; counted from 1; padding at -1; the default positions kept
         "return (attention_mask.cumsum(-1) - 1).clamp(min=0).long()",
         "return (attention_mask.cumsum(-1) * attention_mask).long()",

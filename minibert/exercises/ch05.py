@@ -51,6 +51,25 @@ def _watching(*functions):
         sys.setprofile(previous)
 
 
+@contextlib.contextmanager
+def _watching_qualnames(*qualnames):
+    """Whether a Python function with one of these qualified names ran inside the block (`ran[0]`, set after the
+    block): a class of that name in any module (the package's, the notebook's, transformers') under any alias."""
+    names = set(qualnames)
+    ran = [False]
+    previous = sys.getprofile()
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code.co_qualname in names:
+            ran[0] = True
+
+    sys.setprofile(profile)
+    try:
+        yield ran
+    finally:
+        sys.setprofile(previous)
+
+
 def _randomized(module: torch.nn.Module, seed: int) -> torch.nn.Module:
     """Every parameter random and non-zero (|value| in [0.05, 0.25], LayerNorm weights 1 ± that), so that a
     forgotten bias or LayerNorm shows."""
@@ -246,7 +265,12 @@ def check_pool(fn) -> None:
         h = torch.randn(B, T, C, generator=g)
         w, b = torch.randn(C, C, generator=g), torch.randn(C, generator=g)
         want = torch.tanh(F.linear(h[:, 0], w, b))  # nn.Linear's rule: x W^T + b
-        have = _call(fn, "5.4", "hidden_states[:, 0] is (B, C); weight is (C, C).", h, w, b)
+        with _watching_qualnames("BertPooler.forward") as ran:
+            have = _call(fn, "5.4", "hidden_states[:, 0] is (B, C); weight is (C, C).", h, w, b)
+        # the finished pooler (the package's, the notebook's right after the exercise, transformers') is no answer
+        expect(not ran[0], "5.4", "the answer runs a finished BertPooler (the package's, the notebook's or "
+               "transformers'), the computation the exercise asks you to write.",
+               "write it with tensor operations on hidden_states, weight and bias.")
         expect(isinstance(have, torch.Tensor) and tuple(have.shape) == (B, C), "5.4",
                f"for hidden states of shape {(B, T, C)} the pooled output should have shape {(B, C)}, got "
                f"{_shape(have)}.", "take only the first token: hidden_states[:, 0].")
