@@ -413,7 +413,14 @@ WRONG_ANSWERS = {
         # attention over the longest sequence, not over the padded length seq_len
         "C, F, L = config.hidden_size, config.intermediate_size, config.num_hidden_layers\n"
         "T = max(lengths)\ngrid, n_real = len(lengths) * T, sum(lengths)\n"
-        "return L * (grid * (6 * C * C + 4 * T * C) + n_real * (2 * C * C + 4 * C * F)) + 2 * C * C * len(lengths)"],
+        "return L * (grid * (6 * C * C + 4 * T * C) + n_real * (2 * C * C + 4 * C * F)) + 2 * C * C * len(lengths)",
+        # the check's own way: counting a run of packed_forward with FlopCounterMode
+        "from torch.utils.flop_counter import FlopCounterMode as _Counter\nfrom minibert import BertModel as _M\n"
+        "from minibert.packed import packed_forward as _pf\nmodel = _M(config).eval()\n"
+        "ids = torch.ones(len(lengths), seq_len, dtype=torch.long)\n"
+        "mask = torch.tensor([[1] * n + [0] * (seq_len - n) for n in lengths])\n"
+        "with _Counter(display=False) as counter, torch.no_grad():\n    _pf(model, ids, mask)\n"
+        "return counter.get_total_flops()"],
     "11.1": [  # shares of all positions instead of the chosen ones; "kept" counted over unchosen positions too;
         # the first batch's answer hard-coded; the mask id hard-coded to 4
         "chosen = labels != -100\nm = int((inputs[chosen] == mask_token_id).sum()) / labels.numel()\n"
