@@ -144,7 +144,7 @@ def check_pre_ln(fn) -> None:
     for message, result in wrong.items():
         expect(not _close(have, result), "1.2", message, "normalise x, run the sublayer, drop out its output, "
                "then add x.")
-    expect(_close(have, want), "1.2", "in training mode the result is not x + dropout(sublayer(norm(x))).",
+    expect(_close(have, want), "1.2", "in training mode the result is not the pre-LN step with dropout where BERT puts it.",
            "normalise x, run the sublayer, drop out its output, then add x.")
     dropout.eval()
     with torch.no_grad():
@@ -181,7 +181,8 @@ def check_masked_mean(fn) -> None:
                "by their number.")
         expect(False, "1.3", f"for lengths {lens} the result differs from the mean of the real tokens by "
                f"{(have - want).abs().max().item():.3g}.",
-               "(x * mask[..., None]).sum(dim=(0, 1)) / mask.sum().")
+               "zero the padding (multiply by the mask, given a trailing dimension), sum over the batch and time "
+               "dimensions, then divide by the number of real tokens.")
     passed("1.3")
 
 

@@ -186,7 +186,7 @@ def check_probs_memory(probs_bytes, t_cross) -> None:
             expect(have != probs.numel() * 4, "4.4", f"{what} = {have:,} assumes 4 bytes per number.",
                    "the bytes per number depend on dtype: torch.finfo(dtype).bits // 8.")
             expect(False, "4.4", f"{what} = {have!r}, expected a different number.",
-                   "B * H * T * T numbers, each torch.finfo(dtype).bits // 8 bytes.")
+                   "count the numbers of a (B, H, T, T) tensor, times the bytes one number of dtype takes.")
     base = BertConfig()
     T = 1  # the smallest T at which (B, H, T, T) holds more numbers than (B, T, C), counted on the meta device
     while torch.empty(1, base.num_attention_heads, T, T, device="meta").numel() <= torch.empty(

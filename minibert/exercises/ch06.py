@@ -20,7 +20,7 @@ def _shape(x) -> str:
 def _no_module(*args, **kwargs):
     raise ExerciseError("Exercise 6.1: the answer calls an nn module (nn.Linear or nn.Tanh, or a model's pooler or "
                         "classifier), which the exercise forbids.\nHint: write both layers with tensor operations: "
-                        "tanh(h[:, 0] @ pooler_weight.T + pooler_bias) @ weight.T + bias.")
+                        "the pooler (exercise 5.4), then the classifier's dense layer, each as x @ W.T + b.")
 
 
 def _no_softmax(*args, **kwargs):
@@ -81,7 +81,7 @@ def check_classify(fn) -> None:
             continue
         if torch.allclose(have, F.linear(h[:, 0], w, b), atol=1e-5):
             problem, hint = ("these are the classifier's logits on the raw [CLS] row: the pooler is left out.",
-                             "first pool: tanh(h[:, 0] @ pooler_weight.T + pooler_bias), then the classifier.")
+                             "first the pooler (exercise 5.4: dense and tanh on the first token), then the classifier.")
         elif torch.allclose(have, F.linear(F.linear(h[:, 0], wp, bp), w, b), atol=1e-5):
             problem, hint = "the pooler's tanh is missing.", "the pooler is a dense layer followed by tanh."
         elif torch.allclose(have, F.linear(torch.tanh(h[:, 0] @ wp + bp), w, b), atol=1e-5):
@@ -92,7 +92,8 @@ def check_classify(fn) -> None:
         else:
             problem, hint = (f"expected {[round(v, 3) for v in want[0].tolist()]} for the first sequence, got "
                              f"{[round(v, 3) for v in have[0].tolist()]}.",
-                             "tanh(h[:, 0] @ pooler_weight.T + pooler_bias) @ weight.T + bias.")
+                             "the pooler (dense and tanh on the first token, with pooler_weight and pooler_bias), "
+                             "then the classifier's dense layer (weight, bias); nn.Linear computes x @ W.T + b.")
         expect(False, "6.1", problem, hint)
     passed("6.1")
 
@@ -169,7 +170,7 @@ def check_untie(fn) -> None:
            "the decoder's weight is not a trainable Parameter.", "wrap the copy in nn.Parameter (requires_grad stays True).")
     expect(decoder.weight is not embedding.weight and decoder.weight.data_ptr() != embedding.weight.data_ptr(), "6.4",
            "the decoder still shares the embedding's storage.",
-           "copy the values: embedding.weight.detach().clone(), then nn.Parameter(...).")
+           "give decoder.weight a new nn.Parameter made from a copy of the values (a tensor with storage of its own).")
     expect(torch.equal(decoder.weight.detach(), before) and torch.equal(embedding.weight.detach(), before), "6.4",
            "the weights no longer hold the values they had when tied.", "start the new weight as a copy, not random.")
     with torch.no_grad():
