@@ -142,9 +142,8 @@ def check_packed_flops(fn) -> None:
         expect(not ran[0], "10.3", "the answer runs packed_forward (or packed_layer) to count its FLOPs; the "
                "exercise asks for them from the shapes.", "count the matrix products packed_layer and the pooler "
                "perform, with arithmetic on C, F, L, the lengths and seq_len.")
-        hint = "per layer: q/k/v (3 C x C matrices) and attention's 4·T·C (T = seq_len, the padded length) on all " \
-               "B·T positions; the attention output projection and the feed-forward network (2·C² + 4·C·F) on the " \
-               "real tokens; then the pooler."
+        hint = "read packed_layer: which products run on every position of the padded (B, seq_len) grid, and which " \
+               "on the real tokens only? Count each with the chapter's FLOPs per token, then add the pooler."
         if have == sum(forward_flops(config, 1, n) for n in lengths) and have != want:
             hint = "that is what the real tokens need; packed_forward still runs q/k/v and attention on the padded grid."
         elif have == forward_flops(config, len(lengths), seq) and have != want:
