@@ -171,7 +171,9 @@ WRONG_ANSWERS = {
             "return torch.log(e / e.sum(-1, keepdim=True))",  # log of an underflowed probability: -inf
             "m = z.max()\nreturn z - m - torch.log(torch.exp(z - m).sum(-1, keepdim=True))",  # one max for all rows
             "return torch.log_softmax(z, -1)",  # the forbidden shortcut
-            "return z - torch.logsumexp(z, -1, keepdim=True)"],  # the forbidden shortcut
+            "return z - torch.logsumexp(z, -1, keepdim=True)",  # the forbidden shortcut
+            "return torch._log_softmax(z, -1, False)",  # the same operator under a private name
+            "return z - torch.logcumsumexp(z, -1)[..., -1:]"],  # a running log-sum-exp: its last entry
     "6.3": ["return (logits.argmax(-1) == labels).float().mean().item()",  # every position counted
             "chosen = labels != -100\n"
             "return (logits.argmax(-1)[chosen] == labels[chosen]).sum().item() / labels.numel()",  # divided by B * T
@@ -220,7 +222,15 @@ WRONG_ANSWERS = {
         # the chapter's own exported attention_probs, with the two masks combined
         "keep = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).tril() if causal else None\n"
         "if mask is not None:\n    keep = mask if keep is None else mask & keep\nreturn attention_probs(q, k, keep) @ v",
-        "return torch.ops.aten.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)"],
+        "return torch.ops.aten.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)",
+        # transformers' BERT attention function (modeling_bert.py, the students' readable reference)
+        "from transformers.models.bert.modeling_bert import eager_attention_forward as f\n"
+        "keep = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).tril() if causal else None\n"
+        "if mask is not None:\n    keep = mask if keep is None else mask & keep\n"
+        "add = None if keep is None else torch.zeros(keep.shape).masked_fill(~keep, torch.finfo(q.dtype).min)\n"
+        "q4, k4, v4 = (t.reshape((1,) * (4 - t.dim()) + t.shape) for t in (q, k, v))\n"
+        "out = f(torch.nn.Module().eval(), q4, k4, v4, add, scaling=q.shape[-1] ** -0.5, dropout=0.0)[0]\n"
+        "return out.transpose(1, 2).reshape(torch.broadcast_shapes(q.shape, v.shape))"],
     "4.2": ["return qkv.view(*qkv.shape[:2], num_heads, -1).transpose(1, 2).chunk(3, dim=-1)",  # [q_h k_h v_h] per head
             "B, T, C3 = qkv.shape\nreturn tuple(t.reshape(B, num_heads, T, -1) for t in qkv.split(C3 // 3, dim=-1))"],
     "4.3": [  # head h's parameters zeroed, not removed; the layers shrunk but the head count kept
@@ -275,7 +285,20 @@ WRONG_ANSWERS = {
         "return self.output(self.intermediate(hidden_states), attention_output)",
         "return self(hidden_states, attention_mask)[0]",
         # the package's finished forward pass under its module-level name (out of reach of the check's renaming)
-        "from minibert import model as _m\nreturn _m._layer_forward(self, hidden_states, attention_mask)[0]"],
+        "from minibert import model as _m\nreturn _m._layer_forward(self, hidden_states, attention_mask)[0]",
+        # chapter 10's packed_layer (the same steps on packed tokens), every position packed as a real token
+        "from minibert import packed as _p\nB, T, C = hidden_states.shape\n"
+        "real = (attention_mask[:, 0, 0, :] == 0).long()\n"
+        "rows, index = _p.pack_tokens(hidden_states, torch.ones(B, T, dtype=torch.long))\n"
+        "rows = _p.packed_layer(self, rows, _p.packed_attention_mask(real, self, hidden_states.dtype), index, B, T)\n"
+        "return _p.unpack_tokens(rows, index, B, T)",
+        # transformers' BertLayer holding a copy of the weights
+        "from transformers.models.bert.modeling_bert import BertLayer as _HF\nimport transformers as _t\n"
+        "cfg = _t.BertConfig(hidden_size=hidden_states.shape[-1], num_attention_heads=self.attention.self.num_attention_heads,\n"
+        "                    intermediate_size=self.intermediate.dense.out_features, layer_norm_eps=self.output.LayerNorm.eps,\n"
+        "                    hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, attn_implementation='eager')\n"
+        "other = _HF(cfg).eval()\nother.load_state_dict(self.state_dict())\nout = other(hidden_states, attention_mask)\n"
+        "return out[0] if isinstance(out, tuple) else out"],
     "5.3": [  # every layer fed the encoder's input; only the first layer; reverse order; the mask dropped; the encoder
         # called instead of looping over its layers
         "for layer in self.layer:\n    out = layer(hidden_states, attention_mask)\nreturn out",
@@ -291,7 +314,11 @@ WRONG_ANSWERS = {
         "return torch.tanh(hidden_states[:, 0] @ weight + bias)",
         "return hidden_states[:, 0] @ weight.T + bias",
         "return torch.tanh(hidden_states.mean(1) @ weight.T + bias)",
-        "return torch.tanh(hidden_states[:, -1] @ weight.T + bias)"],
+        "return torch.tanh(hidden_states[:, -1] @ weight.T + bias)",
+        # the package's finished pooler, holding the given weights
+        "from minibert.model import BertPooler as _P\nfrom minibert import BertConfig as _C\n"
+        "p = _P(_C(hidden_size=weight.shape[0], num_attention_heads=1))\n"
+        "p.dense.weight.data, p.dense.bias.data = weight, bias\nreturn p(hidden_states)"],
     "5.5": [  # right padding gets non-zero positions; counted from 1; padding at -1; the default positions kept
         "return (attention_mask.cumsum(-1) - 1).clamp(min=0).long()",
         "return (attention_mask.cumsum(-1) * attention_mask).long()",
@@ -386,7 +413,14 @@ WRONG_ANSWERS = {
         # attention over the longest sequence, not over the padded length seq_len
         "C, F, L = config.hidden_size, config.intermediate_size, config.num_hidden_layers\n"
         "T = max(lengths)\ngrid, n_real = len(lengths) * T, sum(lengths)\n"
-        "return L * (grid * (6 * C * C + 4 * T * C) + n_real * (2 * C * C + 4 * C * F)) + 2 * C * C * len(lengths)"],
+        "return L * (grid * (6 * C * C + 4 * T * C) + n_real * (2 * C * C + 4 * C * F)) + 2 * C * C * len(lengths)",
+        # the check's own way: counting a run of packed_forward with FlopCounterMode
+        "from torch.utils.flop_counter import FlopCounterMode as _Counter\nfrom minibert import BertModel as _M\n"
+        "from minibert.packed import packed_forward as _pf\nmodel = _M(config).eval()\n"
+        "ids = torch.ones(len(lengths), seq_len, dtype=torch.long)\n"
+        "mask = torch.tensor([[1] * n + [0] * (seq_len - n) for n in lengths])\n"
+        "with _Counter(display=False) as counter, torch.no_grad():\n    _pf(model, ids, mask)\n"
+        "return counter.get_total_flops()"],
     "11.1": [  # shares of all positions instead of the chosen ones; "kept" counted over unchosen positions too;
         # the first batch's answer hard-coded; the mask id hard-coded to 4
         "chosen = labels != -100\nm = int((inputs[chosen] == mask_token_id).sum()) / labels.numel()\n"
@@ -414,7 +448,12 @@ WRONG_ANSWERS = {
         "from transformers import get_cosine_schedule_with_warmup\n"
         "opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=peak)\n"
         "sched = get_cosine_schedule_with_warmup(opt, warmup_steps, total_steps)\n"
-        "return peak * sched.lr_lambdas[0](step)"],
+        "return peak * sched.lr_lambdas[0](step)",
+        # the same schedule's private per-step function, and a variant that is this schedule with its defaults
+        "from transformers.optimization import _get_cosine_schedule_with_warmup_lr_lambda as f\n"
+        "return peak * f(step, num_warmup_steps=warmup_steps, num_training_steps=total_steps, num_cycles=0.5)",
+        "from transformers.optimization import _get_cosine_with_hard_restarts_schedule_with_warmup_lr_lambda as f\n"
+        "return peak * f(step, num_warmup_steps=warmup_steps, num_training_steps=total_steps, num_cycles=1)"],
     "12.1": [  # every character of a span tagged B-; every character I- (no B-); end taken as inclusive
         "tags = ['O'] * len(text)\nfor s, e, k in spans:\n    for i in range(s, e):\n        tags[i] = 'B-' + k\nreturn tags",
         "tags = ['O'] * len(text)\nfor s, e, k in spans:\n    for i in range(s, e):\n        tags[i] = 'I-' + k\nreturn tags",

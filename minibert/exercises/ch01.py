@@ -64,7 +64,7 @@ def check_layer_norm_2d(fn) -> None:
         except _Forbidden:
             expect(False, "1.1", "your answer calls a ready-made normalisation (F.layer_norm, nn.LayerNorm, "
                    "group_norm, instance_norm, batch_norm, native_layer_norm), which the exercise forbids.", "compute the mean and the biased variance over the last two dimensions yourself: "
-                   "x.mean(dim=(-2, -1), keepdim=True).")
+                   "Tensor.mean takes a tuple of dimensions and keepdim=True.")
         expect(have is not None, "1.1", "layer_norm_2d returned None.", "return the normalised tensor.")
         have = torch.as_tensor(have)
         expect(have.shape == want.shape, "1.1", f"for an input of shape {tuple(shape)} the output has shape "
@@ -80,7 +80,7 @@ def check_layer_norm_2d(fn) -> None:
         expect(not _close(have, last), "1.1", "you normalised over the last dimension only (each token on its own).",
                "take the mean and variance over the last TWO dimensions: dim=(-2, -1).")
         expect(not _close(have, unbiased), "1.1", "you used the unbiased variance (divide by T*C - 1).",
-               "LayerNorm divides by the number of elements: ((x - mean) ** 2).mean(dim=(-2, -1), keepdim=True).")
+               "LayerNorm's variance is the mean of the squared deviations: it divides by T*C, not T*C - 1.")
         expect(not _close(have, outside, 1e-6), "1.1", "eps is outside the square root.",
                "divide by torch.sqrt(var + eps), not by std + eps.")
         for fixed in (1e-12, 1e-5, 1e-6, 1e-8, 0.0):
@@ -92,7 +92,8 @@ def check_layer_norm_2d(fn) -> None:
                "multiply the normalised x by weight (shape (T, C)), then add bias.")
         expect(False, "1.1", f"for shape {tuple(shape)}, eps={eps:g}, input scale {scale:g} the result differs from "
                f"nn.LayerNorm(({T}, {C})) by {(have - want).abs().max().item():.3g}.",
-               "(x - mean) / sqrt(var + eps) * weight + bias, mean and biased variance over dim=(-2, -1).")
+               "normalise with the mean and the biased variance of each sentence's T x C numbers, eps inside the square "
+               "root, then apply weight and bias.")
     flat = torch.full((2, 3, 4), 3.0)
     with _without_layer_norm():
         have = torch.as_tensor(fn(flat.clone(), torch.ones(3, 4), torch.arange(12.0).view(3, 4), 1e-12))
@@ -144,7 +145,7 @@ def check_pre_ln(fn) -> None:
     for message, result in wrong.items():
         expect(not _close(have, result), "1.2", message, "normalise x, run the sublayer, drop out its output, "
                "then add x.")
-    expect(_close(have, want), "1.2", "in training mode the result is not x + dropout(sublayer(norm(x))).",
+    expect(_close(have, want), "1.2", "in training mode the result is not the pre-LN step with dropout where BERT puts it.",
            "normalise x, run the sublayer, drop out its output, then add x.")
     dropout.eval()
     with torch.no_grad():
@@ -181,7 +182,8 @@ def check_masked_mean(fn) -> None:
                "by their number.")
         expect(False, "1.3", f"for lengths {lens} the result differs from the mean of the real tokens by "
                f"{(have - want).abs().max().item():.3g}.",
-               "(x * mask[..., None]).sum(dim=(0, 1)) / mask.sum().")
+               "zero the padding (multiply by the mask, given a trailing dimension), sum over the batch and time "
+               "dimensions, then divide by the number of real tokens.")
     passed("1.3")
 
 

@@ -12,16 +12,21 @@ from .ch03 import forbidding
 
 def _forbidden_sdpa(*args, **kwargs):
     raise ExerciseError("Exercise 4.1: the answer calls a ready-made attention (F.scaled_dot_product_attention, its "
-                        "aten operator, or this chapter's attention_probs), which the exercise forbids.\n"
+                        "aten operator, this chapter's attention_probs or transformers' eager_attention_forward), which the "
+                        "exercise forbids.\n"
                         "Hint: write the four steps yourself: q @ k^T, / sqrt(D), mask, softmax, @ v.")
 
 
 def _sdpa_targets():
     import minibert.attention
 
-    return [(F, "scaled_dot_product_attention"), (torch._C._nn, "scaled_dot_product_attention"),
-            (torch.ops.aten, "scaled_dot_product_attention"), (F, "multi_head_attention_forward"),
-            (minibert.attention, "attention_probs")]
+    from transformers.models.bert import modeling_bert
+
+    targets = [(F, "scaled_dot_product_attention"), (torch._C._nn, "scaled_dot_product_attention"),
+               (torch.ops.aten, "scaled_dot_product_attention"), (F, "multi_head_attention_forward"),
+               (minibert.attention, "attention_probs")]
+    # transformers' BERT attention function: its modeling_bert.py is the students' reference, readable
+    return targets + [(modeling_bert, name) for name in ("eager_attention_forward",) if hasattr(modeling_bert, name)]
 
 
 def check_attention(fn) -> None:
@@ -181,7 +186,7 @@ def check_probs_memory(probs_bytes, t_cross) -> None:
             expect(have != probs.numel() * 4, "4.4", f"{what} = {have:,} assumes 4 bytes per number.",
                    "the bytes per number depend on dtype: torch.finfo(dtype).bits // 8.")
             expect(False, "4.4", f"{what} = {have!r}, expected a different number.",
-                   "B * H * T * T numbers, each torch.finfo(dtype).bits // 8 bytes.")
+                   "count the numbers of a (B, H, T, T) tensor, times the bytes one number of dtype takes.")
     base = BertConfig()
     T = 1  # the smallest T at which (B, H, T, T) holds more numbers than (B, T, C), counted on the meta device
     while torch.empty(1, base.num_attention_heads, T, T, device="meta").numel() <= torch.empty(

@@ -51,6 +51,25 @@ def _watching(*functions):
         sys.setprofile(previous)
 
 
+@contextlib.contextmanager
+def _watching_qualnames(*qualnames):
+    """Whether a Python function with one of these qualified names ran inside the block (`ran[0]`, set after the
+    block): a class of that name in any module (the package's, the notebook's, transformers') under any alias."""
+    names = set(qualnames)
+    ran = [False]
+    previous = sys.getprofile()
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code.co_qualname in names:
+            ran[0] = True
+
+    sys.setprofile(profile)
+    try:
+        yield ran
+    finally:
+        sys.setprofile(previous)
+
+
 def _randomized(module: torch.nn.Module, seed: int) -> torch.nn.Module:
     """Every parameter random and non-zero (|value| in [0.05, 0.25], LayerNorm weights 1 ± that), so that a
     forgotten bias or LayerNorm shows."""
@@ -156,12 +175,17 @@ def check_layer_forward(fn) -> None:
         refuse = _refuser("5.2", "the answer calls the finished BertLayer (self(...) or BertLayer.forward), "
                           "the forward pass the exercise asks you to write.",
                           "use self.attention, self.intermediate and self.output.")
-        with _watching(type(ours).forward) as ran, forbidding(fn, [(type(ours), "forward")], refuse):
+        from minibert.packed import packed_layer
+
+        # the finished layer under any name: the package's forward, chapter 10's packed_layer (the same steps on
+        # packed tokens) and transformers' BertLayer (a copy of the weights runs it)
+        with _watching(type(ours).forward, packed_layer, type(theirs).forward) as ran, \
+                forbidding(fn, [(type(ours), "forward")], refuse):
             have = _call(fn, "5.2", "use self.attention, self.intermediate and self.output, each called as in "
                          "chapters 03-04.", ours, x, mask)
-        expect(not ran[0], "5.2", "the answer runs the package's finished BertLayer forward pass (minibert.model), "
-               "the forward pass the exercise asks you to write.", "use self.attention, self.intermediate and "
-               "self.output.")
+        expect(not ran[0], "5.2", "the answer runs a finished BertLayer forward pass (minibert.model's, "
+               "minibert.packed's packed_layer or transformers' BertLayer), the forward pass the exercise asks you "
+               "to write.", "use self.attention, self.intermediate and self.output.")
         expect(isinstance(have, torch.Tensor), "5.2", f"the layer should return one tensor, got {type(have).__name__}.",
                "self.attention returns a pair (output, probabilities): unpack it, and return only the layer's output.")
         expect(tuple(have.shape) == tuple(x.shape), "5.2",
@@ -202,8 +226,10 @@ def check_encoder_forward(fn) -> None:
         refuse = _refuser("5.3", "the answer calls the encoder itself (self(...) or its forward), the loop the "
                           "exercise asks you to write.", "loop over self.layer yourself.")
         from minibert.model import BertEncoder
+        from minibert.packed import packed_forward, packed_layer
 
-        with _watching(BertEncoder.forward) as ran, forbidding(fn, [(type(encoder), "forward")], refuse):
+        with _watching(BertEncoder.forward, packed_forward, packed_layer) as ran, \
+                forbidding(fn, [(type(encoder), "forward")], refuse):
             have = _call(fn, "5.3", "loop over self.layer; each layer takes (hidden_states, attention_mask).",
                          encoder, x, mask)
         expect(not ran[0], "5.3", "the answer runs the package's finished BertEncoder forward pass "
@@ -239,7 +265,12 @@ def check_pool(fn) -> None:
         h = torch.randn(B, T, C, generator=g)
         w, b = torch.randn(C, C, generator=g), torch.randn(C, generator=g)
         want = torch.tanh(F.linear(h[:, 0], w, b))  # nn.Linear's rule: x W^T + b
-        have = _call(fn, "5.4", "hidden_states[:, 0] is (B, C); weight is (C, C).", h, w, b)
+        with _watching_qualnames("BertPooler.forward") as ran:
+            have = _call(fn, "5.4", "hidden_states[:, 0] is (B, C); weight is (C, C).", h, w, b)
+        # the finished pooler (the package's, the notebook's right after the exercise, transformers') is no answer
+        expect(not ran[0], "5.4", "the answer runs a finished BertPooler (the package's, the notebook's or "
+               "transformers'), the computation the exercise asks you to write.",
+               "write it with tensor operations on hidden_states, weight and bias.")
         expect(isinstance(have, torch.Tensor) and tuple(have.shape) == (B, C), "5.4",
                f"for hidden states of shape {(B, T, C)} the pooled output should have shape {(B, C)}, got "
                f"{_shape(have)}.", "take only the first token: hidden_states[:, 0].")

@@ -7,6 +7,7 @@ import contextlib
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from . import ExerciseError, expect, not_done, passed
 from .ch03 import forbidding
@@ -19,7 +20,7 @@ def _shape(x) -> str:
 def _no_module(*args, **kwargs):
     raise ExerciseError("Exercise 6.1: the answer calls an nn module (nn.Linear or nn.Tanh, or a model's pooler or "
                         "classifier), which the exercise forbids.\nHint: write both layers with tensor operations: "
-                        "tanh(h[:, 0] @ pooler_weight.T + pooler_bias) @ weight.T + bias.")
+                        "the pooler (exercise 5.4), then the classifier's dense layer, each as x @ W.T + b.")
 
 
 def _no_softmax(*args, **kwargs):
@@ -31,16 +32,30 @@ def _no_softmax(*args, **kwargs):
 _SOFTMAX_NAMES = ("softmax", "log_softmax", "logsumexp")
 
 
+class _RefuseSoftmaxOps(TorchDispatchMode):
+    """The softmax family refused where every name of it ends up, at the aten operator: `torch._log_softmax`,
+    `torch._softmax`, `torch._safe_softmax` and the like reach it without passing any name `forbidding` replaces.
+    `logcumsumexp` is refused too: its last entry is a ready-made log-sum-exp."""
+
+    _OPS = ("_softmax", "_log_softmax", "_safe_softmax", "_masked_softmax", "logsumexp", "logcumsumexp",
+            "_logcumsumexp")
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket.__name__ in self._OPS:
+            _no_softmax()
+        return func(*args, **(kwargs or {}))
+
+
 @contextlib.contextmanager
 def _without_softmax(fn):
     """torch's softmax, log_softmax and logsumexp refused under every name while the answer runs."""
     targets = [(owner, name) for owner in (torch, F, torch.special, torch.Tensor) for name in _SOFTMAX_NAMES
                if hasattr(owner, name)]
-    targets += [(torch.ops.aten, name) for name in ("_softmax", "_log_softmax", "softmax", "log_softmax", "logsumexp")]
+    # the aten operators are refused by _RefuseSoftmaxOps (replacing them here would break its dispatch)
     targets += [(nn.Softmax, "forward"), (nn.LogSoftmax, "forward")]
     own = set(vars(torch.Tensor))  # Tensor methods defined in C live on its base class: remove what we set
     try:
-        with forbidding(fn, targets, _no_softmax):
+        with forbidding(fn, targets, _no_softmax), _RefuseSoftmaxOps():
             yield
     finally:
         for name in _SOFTMAX_NAMES:
@@ -66,7 +81,7 @@ def check_classify(fn) -> None:
             continue
         if torch.allclose(have, F.linear(h[:, 0], w, b), atol=1e-5):
             problem, hint = ("these are the classifier's logits on the raw [CLS] row: the pooler is left out.",
-                             "first pool: tanh(h[:, 0] @ pooler_weight.T + pooler_bias), then the classifier.")
+                             "first the pooler (exercise 5.4: dense and tanh on the first token), then the classifier.")
         elif torch.allclose(have, F.linear(F.linear(h[:, 0], wp, bp), w, b), atol=1e-5):
             problem, hint = "the pooler's tanh is missing.", "the pooler is a dense layer followed by tanh."
         elif torch.allclose(have, F.linear(torch.tanh(h[:, 0] @ wp + bp), w, b), atol=1e-5):
@@ -77,7 +92,8 @@ def check_classify(fn) -> None:
         else:
             problem, hint = (f"expected {[round(v, 3) for v in want[0].tolist()]} for the first sequence, got "
                              f"{[round(v, 3) for v in have[0].tolist()]}.",
-                             "tanh(h[:, 0] @ pooler_weight.T + pooler_bias) @ weight.T + bias.")
+                             "the pooler (dense and tanh on the first token, with pooler_weight and pooler_bias), "
+                             "then the classifier's dense layer (weight, bias); nn.Linear computes x @ W.T + b.")
         expect(False, "6.1", problem, hint)
     passed("6.1")
 
@@ -154,7 +170,7 @@ def check_untie(fn) -> None:
            "the decoder's weight is not a trainable Parameter.", "wrap the copy in nn.Parameter (requires_grad stays True).")
     expect(decoder.weight is not embedding.weight and decoder.weight.data_ptr() != embedding.weight.data_ptr(), "6.4",
            "the decoder still shares the embedding's storage.",
-           "copy the values: embedding.weight.detach().clone(), then nn.Parameter(...).")
+           "give decoder.weight a new nn.Parameter made from a copy of the values (a tensor with storage of its own).")
     expect(torch.equal(decoder.weight.detach(), before) and torch.equal(embedding.weight.detach(), before), "6.4",
            "the weights no longer hold the values they had when tied.", "start the new weight as a copy, not random.")
     with torch.no_grad():

@@ -132,7 +132,7 @@ def check_colleague_parameters(fn) -> None:
                f"colleague_parameters({V:,}) = {have!r} is BERT-base's vocabulary (30,522), whatever V is.",
                "the word-embedding table has one row of C = 768 per token: V rows.")
         expect(have == want, "7.2", f"colleague_parameters({V:,}) returned {have!r}, expected {want:,}.",
-               "embeddings V·C + P·C + S·C + 2C, plus L · (4C² + 2·C·F + 9C + F); no pooler.")
+               "the chapter's table: the embeddings row with V rows of words, plus L times the layer's row; no pooler.")
     passed("7.2")
 
 
@@ -151,7 +151,7 @@ def check_largest_trainable(fn) -> None:
         elif have == want + 1:
             hint = "round down: one more parameter no longer fits."
         else:
-            hint = "gib · 2**30 bytes, divided by 16 bytes per parameter, rounded down."
+            hint = "the bytes available divided by the bytes each parameter needs in training, as a whole number."
         expect(have == want, "7.3", f"largest_trainable({gib}) returned {have:,}, expected {want:,}.", hint)
     passed("7.3")
 

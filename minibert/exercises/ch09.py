@@ -33,7 +33,7 @@ def check_max_pool(fn) -> None:
         else:
             problem, hint = (f"text {i}: expected {[round(float(x), 4) for x in want]}, got "
                              f"{[round(float(x), 4) for x in have[i]]}.",
-                             "hidden.masked_fill(mask[:, :, None] == 0, float('-inf')).max(dim=1).values")
+                             "the max over the tokens (dim=1) of hidden with every padded position set to -inf first.")
         expect(False, "9.1", problem, hint)
     passed("9.1")
 
@@ -74,7 +74,8 @@ def check_truncate(fn) -> None:
                              "keep max_length - 1 ids, then put the last id ([SEP]) back.")
         else:
             problem, hint = (f"for {len(ids)} ids and max_length={max_length} expected {want}, got {have}.",
-                             "ids[:max_length - 1] + [ids[-1]] when the text is too long.")
+                             "a text that fits comes back as it is; a longer one keeps its first max_length - 1 ids "
+                             "and its [SEP].")
         expect(False, "9.2", problem, hint)
     passed("9.2")
 

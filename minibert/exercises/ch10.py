@@ -10,9 +10,18 @@ from __future__ import annotations
 import numbers
 
 import torch
+import torch.utils.flop_counter as flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import expect, not_done, passed
+from . import ExerciseError, expect, not_done, passed
+from .ch03 import forbidding
+from .ch05 import _watching_qualnames
+
+
+def _no_counting(*args, **kwargs):
+    raise ExerciseError("Exercise 10.3: the answer counts FLOPs with FlopCounterMode, as the check does; the "
+                        "exercise asks for them from the shapes.\nHint: count the matrix products packed_layer and "
+                        "the pooler perform, with arithmetic on C, F, L, the lengths and seq_len.")
 
 
 def _counted(hidden: int, intermediate: int, layers: int, batch: int, seq: int, pooler: bool = False) -> int:
@@ -126,10 +135,15 @@ def check_packed_flops(fn) -> None:
         config = BertConfig(vocab_size=50, hidden_size=C, intermediate_size=F, num_hidden_layers=L,
                             num_attention_heads=2, max_position_embeddings=64)
         want = _counted_packed(lengths, seq, C, F, L)
-        have = fn(config, lengths, seq)
-        hint = "per layer: q/k/v (3 C x C matrices) and attention's 4·T·C (T = seq_len, the padded length) on all " \
-               "B·T positions; the attention output projection and the feed-forward network (2·C² + 4·C·F) on the " \
-               "real tokens; then the pooler."
+        # counting a run is the check's way, not the answer: FlopCounterMode refused, packed_forward watched
+        with forbidding(fn, [(flop_counter, "FlopCounterMode")], _no_counting), \
+                _watching_qualnames("packed_forward", "packed_layer") as ran:
+            have = fn(config, lengths, seq)
+        expect(not ran[0], "10.3", "the answer runs packed_forward (or packed_layer) to count its FLOPs; the "
+               "exercise asks for them from the shapes.", "count the matrix products packed_layer and the pooler "
+               "perform, with arithmetic on C, F, L, the lengths and seq_len.")
+        hint = "read packed_layer: which products run on every position of the padded (B, seq_len) grid, and which " \
+               "on the real tokens only? Count each with the chapter's FLOPs per token, then add the pooler."
         if have == sum(forward_flops(config, 1, n) for n in lengths) and have != want:
             hint = "that is what the real tokens need; packed_forward still runs q/k/v and attention on the padded grid."
         elif have == forward_flops(config, len(lengths), seq) and have != want:

@@ -96,7 +96,8 @@ def check_masked_lm_loss(fn) -> None:
 
 def _no_library_schedule(*args, **kwargs):
     raise ExerciseError("Exercise 11.3: the answer called a ready-made schedule (transformers' "
-                        "get_cosine_schedule_with_warmup, torch's CosineAnnealingLR or linear_warmup_decay).\n"
+                        "get_cosine_schedule_with_warmup or another of its cosine schedules, torch's CosineAnnealingLR or "
+                        "linear_warmup_decay).\n"
                         "Hint: write the two pieces yourself with math.cos: a linear rise, then half a cosine.")
 
 
@@ -106,8 +107,13 @@ def check_cosine_learning_rate(fn) -> None:
     import transformers.optimization as optimization
     from transformers import get_cosine_schedule_with_warmup
 
-    schedules = [(transformers, "get_cosine_schedule_with_warmup"), (optimization, "get_cosine_schedule_with_warmup"),
-                 (torch.optim.lr_scheduler, "CosineAnnealingLR"), (torch.optim.lr_scheduler, "LambdaLR")]
+    # every cosine schedule transformers has (its private per-step functions too: a hard-restarts or min-lr
+    # variant with the default arguments is this schedule) and torch's
+    cosine = [name for name in dir(optimization) if "cosine" in name.lower() and callable(getattr(optimization, name))]
+    schedules = [(optimization, name) for name in cosine]
+    schedules += [(transformers, name) for name in cosine if not name.startswith("_") and hasattr(transformers, name)]
+    schedules += [(torch.optim.lr_scheduler, name) for name in ("CosineAnnealingLR", "CosineAnnealingWarmRestarts",
+                                                                 "LambdaLR")]
     for peak, warmup, total in ((1e-3, 10, 100), (5e-4, 3, 20), (2e-3, 0, 8)):
         p = torch.nn.Parameter(torch.zeros(1))
         opt = torch.optim.SGD([p], lr=peak)

@@ -35,7 +35,7 @@ def check_bio_from_spans(fn) -> None:
             else:
                 problem = "the tags differ"
             expect(False, "12.1", f"for {text!r} with spans {spans} got {have}, expected {want}: {problem}.",
-                   "tags[start] = 'B-' + type, tags[start + 1:end] = 'I-' + type for each span.")
+                   "for each span: B- on its first character, I- on the others up to end (exclusive); O everywhere else.")
     passed("12.1")
 
 
