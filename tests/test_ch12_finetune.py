@@ -274,13 +274,18 @@ def test_the_set_gives_the_same_numbers_whatever_jobs(quick_sets):
 def test_each_start_runs_at_the_learning_rate_its_dev_trials_chose(quick_sets):
     result = quick_sets[1]
     plan, trials = result["plan"], result["lr_trials"]
-    assert {(t["start"], t["lr"]) for t in trials} == {(s, lr) for s in plan["starts"] for lr in plan["lr_choice"]["candidates"]}
-    for start, choice in result["lr_choice"].items():
-        mine = {t["lr"]: t["dev_score"] for t in trials if t["start"] == start}
-        assert choice["chosen"] == max(plan["lr_choice"]["candidates"], key=lambda lr: (mine[lr], -plan["lr_choice"]["candidates"].index(lr)))
-        assert {r["lr"] for r in result["runs"] if r["start"] == start} == {choice["chosen"]}
+    S, candidates = plan["sentiment"], plan["lr_choice"]["candidates"]
+    assert sorted((t["start"], t["budget"], t["lr"]) for t in trials) == sorted(
+        (s, b, lr) for s in plan["starts"] for b in S["budgets"] for lr in candidates)
+    assert {t["seed"] for t in trials} == {plan["lr_choice"]["seed"]}
+    for start, by_budget in result["lr_choice"].items():
+        for budget, choice in by_budget.items():
+            mine = {t["lr"]: t["dev_score"] for t in trials if t["start"] == start and t["budget"] == int(budget)}
+            assert choice["chosen"] == max(candidates, key=lambda lr: (mine[lr], -candidates.index(lr)))
+            assert {r["lr"] for r in result["runs"] if r["task"] == "sentiment" and r["start"] == start
+                    and r["budget"] == int(budget)} == {choice["chosen"]}
+    assert {r["lr"] for r in result["runs"] if r["task"] == "ner"} == {plan["ner"]["lr"]}
     # Every planned run once, in plan order: sentiment budgets x starts x seeds, the pooler runs, then NER.
-    S = plan["sentiment"]
     expected = [("sentiment", s, b, seed, S["pooling"]) for b in S["budgets"] for s in plan["starts"] for seed in plan["seeds"]]
     expected += [("sentiment", s, plan["pooler_runs"]["budget"], seed, plan["pooler_runs"]["pooling"])
                  for s in plan["pooler_runs"]["starts"] for seed in plan["seeds"]]

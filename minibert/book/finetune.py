@@ -418,23 +418,24 @@ def _run(args: argparse.Namespace) -> int:
 # The chapter's experiment set (`make finetune`): every number the chapter's table, figure and NER section show.
 # "starts" name the weights each run begins from (a checkpoint folder, relative to the course root, or random):
 # chapter 11's run (`make pretrain`, 1,500 steps) and a longer one (`make pretrain-long`, 8,000 steps).
-# The learning rate is chosen per start on dev: every candidate at lr_choice's budget and seed, the best dev
-# accuracy wins (the first candidate on a tie), and that start's runs (NER included) use it. The set records
-# every candidate's dev score. Test scores choose nothing.
+# The learning rate is chosen on dev for each start and label budget: every candidate at that budget with
+# lr_choice's seed, the best dev accuracy wins (the first candidate on a tie), and that start's runs at that
+# budget use it (the pooler runs: its choice for mean pooling). The set records every candidate's dev score.
+# Named entities use one learning rate for every start, chosen on nothing. Test scores choose nothing.
 PLAN = {
     "seeds": [0, 1, 2],
     "starts": {"pretrained-1500": "checkpoints/pretrain-zh-tiny", "pretrained-8000": "checkpoints/pretrain-zh-tiny-8000",
                "random": "random"},
-    "lr_choice": {"candidates": [3e-4, 1e-3, 3e-3], "budget": 1000, "seed": 0},
+    "lr_choice": {"candidates": [3e-4, 1e-3, 3e-3], "seed": 0},
     "sentiment": {"budgets": [100, 1000, 3000], "epochs": {100: 20, 1000: 6, 3000: 4}, "dev_examples": 300,
                   "pooling": "mean"},
     "pooler_runs": {"budget": 1000, "pooling": "cls", "starts": ["pretrained-8000", "random"]},
-    "ner": {"budget": 3000, "epochs": 12, "dev_examples": 300},
+    "ner": {"budget": 3000, "epochs": 12, "dev_examples": 300, "lr": 1e-3},
     "batch_size": 32, "warmup": 0.1, "patience": 3, "max_length": 128,
 }
-QUICK = {"seeds": [0], "batch_size": 16, "lr_choice": {"candidates": [1e-3, 3e-3], "budget": 40, "seed": 0},
+QUICK = {"seeds": [0], "batch_size": 16, "lr_choice": {"candidates": [1e-3, 3e-3], "seed": 0},
          "sentiment": {"budgets": [40, 80], "epochs": {40: 2, 80: 2}, "dev_examples": 40, "pooling": "mean"},
-         "pooler_runs": {"budget": 40, "pooling": "cls", "starts": ["pretrained-8000", "random"]}, "ner": {"budget": 40, "epochs": 2, "dev_examples": 40}}
+         "pooler_runs": {"budget": 40, "pooling": "cls", "starts": ["pretrained-8000", "random"]}, "ner": {"budget": 40, "epochs": 2, "dev_examples": 40, "lr": 1e-3}}
 
 
 def experiments_arguments(p: argparse.ArgumentParser) -> None:
@@ -571,21 +572,25 @@ def _experiments(args: argparse.Namespace) -> int:
                 "pooling": pooling, "epochs": S["epochs"][budget], "dev_examples": S["dev_examples"],
                 "keep_predictions": budget == S["budgets"][-1] and seed == plan["seeds"][0], **common}
 
-    # 1. The learning rate of each start, on dev: every candidate at one budget and seed.
-    tried = [sentiment(start, C["budget"], C["seed"], lr, S["pooling"]) for start in starts for lr in C["candidates"]]
+    # 1. The learning rate of each start at each budget, on dev: every candidate with one seed.
+    tried = [sentiment(start, budget, C["seed"], lr, S["pooling"])
+             for budget in S["budgets"] for start in starts for lr in C["candidates"]]
     done = dict(zip(map(key, tried), run_specs(tried, args.jobs, not args.no_progress, recorder(trials))))
     for start in starts:
-        mine = [e for e in trials if e["start"] == start]
-        result["lr_choice"][start] = {"chosen": choose_lr(mine, C["candidates"]),
-                                      "dev": {str(e["lr"]): e["dev_score"] for e in mine}}
+        result["lr_choice"][start] = {}
+        for budget in S["budgets"]:
+            mine = [e for e in trials if e["start"] == start and e["budget"] == budget]
+            result["lr_choice"][start][str(budget)] = {"chosen": choose_lr(mine, C["candidates"]),
+                                                       "dev": {str(e["lr"]): e["dev_score"] for e in mine}}
     # 2. The set, each start at its learning rate; a run the choice already made is reused, not run again.
-    lr_of = {start: result["lr_choice"][start]["chosen"] for start in starts}
-    specs = [sentiment(start, budget, seed, lr_of[start], S["pooling"])
+    lr_of = lambda start, budget: result["lr_choice"][start][str(budget)]["chosen"]  # noqa: E731
+    specs = [sentiment(start, budget, seed, lr_of(start, budget), S["pooling"])
              for budget in S["budgets"] for start in starts for seed in plan["seeds"]]
-    specs += [sentiment(start, plan["pooler_runs"]["budget"], seed, lr_of[start], plan["pooler_runs"]["pooling"])
-              for start in plan["pooler_runs"]["starts"] for seed in plan["seeds"]]
+    P = plan["pooler_runs"]
+    specs += [sentiment(start, P["budget"], seed, lr_of(start, P["budget"]), P["pooling"])
+              for start in P["starts"] for seed in plan["seeds"]]
     specs += [{"task": "ner", "start": start, "from": starts[start], "budget": N["budget"], "seed": seed,
-               "lr": lr_of[start], "epochs": N["epochs"], "dev_examples": N["dev_examples"], **common}
+               "lr": N["lr"], "epochs": N["epochs"], "dev_examples": N["dev_examples"], **common}
               for start in starts for seed in plan["seeds"]]
     todo = [s for s in specs if key(s) not in done]
     done.update(zip(map(key, todo), run_specs(todo, args.jobs, not args.no_progress, recorder(runs))))
