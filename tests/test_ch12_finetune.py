@@ -234,3 +234,78 @@ def test_every_seed_and_start_scores_the_same_dev_examples(monkeypatch):
     assert len(devs) == 6 and all(d == devs[0] for d in devs) and len(devs[0]) == 100
     assert devs[0] != splits["dev"][:100]
     assert trains[0] != trains[1]  # the seed still draws the training sample
+
+
+# ---------------------------------------------------------------------------------------------- the experiment set
+
+
+def test_the_learning_rate_is_chosen_on_dev_never_on_test():
+    from minibert.book.finetune import choose_lr
+
+    entries = [{"lr": 3e-4, "dev_score": 0.70, "test": {"accuracy": 0.90}},
+               {"lr": 1e-3, "dev_score": 0.74, "test": {"accuracy": 0.60}},
+               {"lr": 3e-3, "dev_score": 0.72, "test": {"accuracy": 0.95}}]
+    assert choose_lr(entries, [3e-4, 1e-3, 3e-3]) == 1e-3  # best dev, though its test score is the worst
+    tie = [{"lr": 3e-3, "dev_score": 0.7}, {"lr": 1e-3, "dev_score": 0.7}]
+    assert choose_lr(tie, [1e-3, 3e-3]) == 1e-3 and choose_lr(tie, [3e-3, 1e-3]) == 3e-3  # the first listed
+
+
+@pytest.fixture(scope="module")
+def quick_sets(tmp_path_factory):
+    """The smoke-test set twice: one run at a time, and two worker processes."""
+    folder = tmp_path_factory.mktemp("sets")
+    out = {}
+    for jobs in (1, 2):
+        r = _cli("finetune-experiments", "--quick", "--no-progress", "--jobs", str(jobs), "--out", str(folder / f"{jobs}.json"))
+        assert r.returncode == 0, r.stderr
+        out[jobs] = json.loads((folder / f"{jobs}.json").read_text(encoding="utf-8"))
+    return out
+
+
+def test_the_set_gives_the_same_numbers_whatever_jobs(quick_sets):
+    without_speed = lambda runs: [{k: v for k, v in r.items() if k != "throughput"} for r in runs]  # noqa: E731
+    one, two = quick_sets[1], quick_sets[2]
+    assert one["complete"] and two["complete"] and two["jobs"] == 2
+    assert without_speed(one["runs"]) == without_speed(two["runs"])
+    assert without_speed(one["lr_trials"]) == without_speed(two["lr_trials"])
+    assert one["lr_choice"] == two["lr_choice"]
+
+
+def test_each_start_runs_at_the_learning_rate_its_dev_trials_chose(quick_sets):
+    result = quick_sets[1]
+    plan, trials = result["plan"], result["lr_trials"]
+    S, candidates = plan["sentiment"], plan["lr_choice"]["candidates"]
+    assert sorted((t["start"], t["budget"], t["lr"]) for t in trials) == sorted(
+        (s, b, lr) for s in plan["starts"] for b in S["budgets"] for lr in candidates)
+    assert {t["seed"] for t in trials} == {plan["lr_choice"]["seed"]}
+    for start, by_budget in result["lr_choice"].items():
+        for budget, choice in by_budget.items():
+            mine = {t["lr"]: t["dev_score"] for t in trials if t["start"] == start and t["budget"] == int(budget)}
+            assert choice["chosen"] == max(candidates, key=lambda lr: (mine[lr], -candidates.index(lr)))
+            assert {r["lr"] for r in result["runs"] if r["task"] == "sentiment" and r["start"] == start
+                    and r["budget"] == int(budget)} == {choice["chosen"]}
+    assert {r["lr"] for r in result["runs"] if r["task"] == "ner"} == {plan["ner"]["lr"]}
+    # Every planned run once, in plan order: sentiment budgets x starts x seeds, the pooler runs, then NER.
+    expected = [("sentiment", s, b, seed, S["pooling"]) for b in S["budgets"] for s in plan["starts"] for seed in plan["seeds"]]
+    expected += [("sentiment", s, plan["pooler_runs"]["budget"], seed, plan["pooler_runs"]["pooling"])
+                 for s in plan["pooler_runs"]["starts"] for seed in plan["seeds"]]
+    expected += [("ner", s, plan["ner"]["budget"], seed, None) for s in plan["starts"] for seed in plan["seeds"]]
+    assert [(r["task"], r["start"], r["budget"], r["seed"], r.get("pooling")) for r in result["runs"]] == expected
+    kept = [r for r in result["runs"] if "test_predictions" in r]
+    assert [(r["budget"], r["seed"]) for r in kept] == [(S["budgets"][-1], plan["seeds"][0])] * len(plan["starts"])
+
+
+@pytest.mark.parametrize("args, message", [(["--jobs", "0"], "--jobs must be a positive integer, got 0"),
+                                           (["--threads", "-2"], "--threads must be a positive integer, got -2")])
+def test_the_set_refuses_bad_jobs_and_threads(tmp_path, args, message):
+    r = _cli("finetune-experiments", "--quick", *args, "--out", str(tmp_path / "r.json"))
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_the_set_never_overwrites_a_file_it_did_not_write(tmp_path):
+    mine = tmp_path / "results.json"
+    mine.write_text('{"notes": "mine"}', encoding="utf-8")
+    r = _cli("finetune-experiments", "--quick", "--out", str(mine))
+    assert r.returncode == 2 and "not a results file this command wrote" in r.stderr
+    assert mine.read_text(encoding="utf-8") == '{"notes": "mine"}'
