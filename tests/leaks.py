@@ -16,11 +16,23 @@ white space are one space) or when a student has already seen it by the time the
 So `return hidden_states` that chapter 01 already wrote is no answer in chapter 05, while the loop that chapter
 05's exercise asks for is, wherever it appears: in a later `#| export` cell, a later chapter, an output, a page
 of the book or a file of the bundle. The haystacks are searched with all white space removed as well.
+
+A secret line is also searched for *under other names*: its shape (`line_shape`) is the value it returns,
+assigns or tests with every variable renamed in order of appearance (`_0`, `_1`, ...; attribute names, builtins
+and constants kept), so `layer.output(layer.intermediate(h), h)` in a later chapter is Exercise 5.2's
+`self.output(self.intermediate(attention_output), attention_output)`. A shape needs two operations (calls,
+indexing, comparisons, arithmetic) and one that is not arithmetic: plain arithmetic on variables is a formula a
+chapter teaches in its text before the exercise (chapter 03's 2CF + F + C, chapter 07's table sizes), where no
+code comparison can see it. A shape already shown (as above) is no secret. Lines are compared one by one, so a
+statement spread over several lines is found only line by line; the same computation written another way
+(a module instead of its formula, a name for a sub-expression) is not found.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
+import functools
 import io
 import json
 import tokenize
@@ -37,6 +49,7 @@ class Secret:
     exercise: str
     line: str  # as the teacher wrote it, stripped
     key: str  # the code without its comment and without white space
+    shape: str = ""  # its value with every variable renamed (`line_shape`), "" when it is too simple for that
 
 
 def squeeze(text: str) -> str:
@@ -74,6 +87,76 @@ def computes(code: str) -> bool:
             continue
         return any(isinstance(node, _COMPUTES) for node in ast.walk(tree))
     return True
+
+
+# Operations an expression's shape counts: a shape with fewer than SHAPE_OPS of them (`f(x)`, `a + b`) is part of
+# too many programs to be anyone's answer.
+_OPERATIONS = (ast.Call, ast.BinOp, ast.BoolOp, ast.Compare, ast.Subscript, ast.IfExp, ast.ListComp, ast.SetComp,
+               ast.DictComp, ast.GeneratorExp)
+SHAPE_OPS = 2
+MAX_LINE = 500  # longer lines are data (a figure's base64, a long output), not code anyone writes
+_BUILTINS = frozenset(dir(builtins))
+
+
+def _dump(node, names: dict[str, str]) -> str:
+    """`ast.dump` of `node` with every variable (a Name or argument that is not a builtin: `hidden_states`,
+    `self`, `layer`) renamed `_0`, `_1`, ... in the order it first appears, so a shape keeps which operands are
+    the same variable; attribute names (`.output`, `.argmax`), builtins, constants and operators stay."""
+    if isinstance(node, ast.Name):
+        return f"Name({node.id if node.id in _BUILTINS else names.setdefault(node.id, f'_{len(names)}')})"
+    if isinstance(node, ast.arg):
+        return f"arg({names.setdefault(node.arg, f'_{len(names)}')})"
+    if isinstance(node, ast.AST):
+        return f"{type(node).__name__}({', '.join(_dump(getattr(node, f, None), names) for f in node._fields)})"
+    if isinstance(node, list):
+        return f"[{', '.join(_dump(v, names) for v in node)}]"
+    return repr(node)
+
+
+def _shape(node: ast.AST) -> tuple[str, int]:
+    return _dump(node, {}), sum(isinstance(n, _OPERATIONS) for n in ast.walk(node))
+
+
+def _parse_line(code: str):
+    code = code.strip()
+    for attempt in (code, code + "\n    pass", code.removeprefix("elif ").removeprefix("else") + "\n    pass"):
+        try:
+            return ast.parse(attempt)
+        except (SyntaxError, ValueError):
+            continue
+    return None
+
+
+def line_shape(code: str) -> str:
+    """The shape of a line's computation, with every variable renamed (`_dump`): the value a statement returns,
+    assigns, tests or loops over (`return self.output(self.intermediate(x), x)` and
+    `y = layer.output(layer.intermediate(h), h)` have one shape); "" when the line does not parse on its own or
+    its value holds fewer than SHAPE_OPS operations."""
+    tree = _parse_line(code)
+    if tree is None or len(tree.body) != 1:
+        return ""
+    stmt = tree.body[0]
+    value = getattr(stmt, "value", None) or getattr(stmt, "test", None) or getattr(stmt, "iter", None)
+    if not isinstance(value, ast.expr):
+        return ""
+    shape, ops = _shape(value)
+    arithmetic = all(isinstance(n, (ast.BinOp, ast.UnaryOp, ast.Name, ast.Constant, ast.operator, ast.unaryop,
+                                    ast.expr_context)) for n in ast.walk(value))
+    return "" if arithmetic or ops < SHAPE_OPS else shape
+
+
+def shapes(text: str) -> set[str]:
+    """The shape of every expression of every line of `text` that parses on its own (a haystack's shapes)."""
+    return set().union(*map(_line_shapes, code_lines(text)))
+
+
+@functools.lru_cache(maxsize=None)
+def _line_shapes(line: str) -> frozenset[str]:
+    tree = _parse_line(line) if line.strip() and len(line) <= MAX_LINE else None
+    if tree is None:
+        return frozenset()
+    return frozenset(_dump(node, {}) for node in ast.walk(tree)
+                     if isinstance(node, ast.expr) and not isinstance(node, (ast.Name, ast.Constant)))
 
 
 def _strings(node) -> list[str]:
@@ -115,15 +198,16 @@ def secrets(book) -> list[Secret]:
     """Every exercise's secret lines (see the module's docstring), in book order."""
     found: list[Secret] = []
     earlier = ""
+    earlier_shapes: set[str] = set()
     for chapter in book.chapters:
         nb = json.loads(book.path(chapter.notebook).read_text(encoding="utf-8"))
         where = chapter.notebook
         for e in find_exercises(nb, where):
             if not e.solution_cells:
                 continue
-            seen = [earlier, squeeze(_shown(nb, where, e.solution_cells[0]))]
+            shown = [_shown(nb, where, e.solution_cells[0])]
             if e.check_cell is not None:
-                seen.append(squeeze(_source(nb["cells"][e.check_cell])))
+                shown.append(_source(nb["cells"][e.check_cell]))
             inside: list[str] = []
             for i in e.solution_cells:
                 src = _source(nb["cells"][i])
@@ -132,21 +216,34 @@ def secrets(book) -> list[Secret]:
                 for r in regions(src, f"{where}, cell {i + 1}"):
                     inside += [(lines[k].strip(), code[k]) for k in range(r.begin + 1, r.end)]
                     outside = [k for k in outside if not r.begin <= k <= r.end]
-                seen.append(squeeze("\n".join(lines[k] for k in outside)))
+                shown.append("\n".join(lines[k] for k in outside))
+            seen = [earlier] + [squeeze(text) for text in shown]
+            seen_shapes = earlier_shapes.union(*(shapes(text) for text in shown))
             for line, code in dict.fromkeys(inside):
                 key = squeeze(code)
                 if (len(" ".join(code.split())) >= MIN_CHARS and computes(code)
                         and not any(key in s for s in seen)):
-                    found.append(Secret(chapter.notebook, e.number, line, key))
+                    shape = line_shape(code)
+                    found.append(Secret(chapter.notebook, e.number, line, key,
+                                        "" if shape in seen_shapes else shape))
         earlier += "\n" + squeeze(_shown(nb, where))
+        earlier_shapes |= shapes(_shown(nb, where))
     return found
 
 
 def hits(found: list[Secret], haystacks: dict[str, str]) -> list[str]:
     """'place: Exercise N.M's line' for every secret line found in a haystack (name -> text)."""
-    squeezed = {name: squeeze(text) for name, text in haystacks.items()}
-    return [f"{name}: Exercise {s.exercise} ({s.notebook}): {s.line!r}"
-            for name, text in squeezed.items() for s in found if s.key in text]
+    out = []
+    for name, text in haystacks.items():
+        squeezed, shaped = squeeze(text), None
+        for s in found:
+            if s.key in squeezed:
+                out.append(f"{name}: Exercise {s.exercise} ({s.notebook}): {s.line!r}")
+            elif s.shape:
+                shaped = shapes(text) if shaped is None else shaped
+                if s.shape in shaped:
+                    out.append(f"{name}: Exercise {s.exercise} ({s.notebook}): {s.line!r}, under other names")
+    return out
 
 
 def notebook_cells(name: str, nb: dict) -> dict[str, str]:

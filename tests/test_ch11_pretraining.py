@@ -20,8 +20,8 @@ import torch.nn.functional as F
 
 from minibert import BertConfig
 from minibert.pretraining import (IGNORE_INDEX, BertForPreTraining, adamw_param_groups, character_vocab,
-                                  linear_warmup_decay, load_wordpiece, make_batch, mask_tokens, nsp_pair,
-                                  pretraining_documents, pretraining_loss, split_sentences)
+                                  evaluate_pretraining, linear_warmup_decay, load_wordpiece, make_batch, mask_tokens,
+                                  nsp_pair, pretraining_documents, pretraining_loss, split_sentences)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
@@ -234,6 +234,28 @@ def test_the_loss_counts_masked_positions_only():
         unlabelled_changed, labelled_changed = perturb(~labelled), perturb(labelled)
     assert float(unlabelled_changed) == pytest.approx(float(base), abs=1e-6)
     assert abs(float(labelled_changed) - float(base)) > 1e-2
+
+
+def test_evaluate_pretraining_counts_masked_positions_one_by_one():
+    """Against a loop over the positions of the full model's logits; the model is left in the mode it was in."""
+    model, _ = _tiny_model()
+    model.train()
+    b = _tiny_batch(seed=3)
+    guess = int(b["labels"][b["labels"] != -100][0])  # a token that is the answer somewhere
+    scores = evaluate_pretraining(model, b, unigram_id=guess)
+    assert model.training
+    with torch.no_grad():
+        full = model.eval()(b["input_ids"], b["attention_mask"], b["token_type_ids"])
+    masked = [(i, t) for i in range(b["labels"].shape[0]) for t in range(b["labels"].shape[1])
+              if int(b["labels"][i, t]) != -100]
+    right = sum(int(full.prediction_logits[i, t].argmax()) == int(b["labels"][i, t]) for i, t in masked)
+    unigram = sum(int(b["labels"][i, t]) == guess for i, t in masked)
+    nsp = sum(int(full.seq_relationship_logits[i].argmax()) == int(b["next_sentence_label"][i]) for i in range(4))
+    assert scores["masked_tokens"] == len(masked) > 0 and 0 < right < len(masked) and unigram > 0
+    assert scores["masked_accuracy"] == pytest.approx(right / len(masked), abs=1e-6)
+    assert scores["unigram_accuracy"] == pytest.approx(unigram / len(masked), abs=1e-6)
+    assert scores["nsp_accuracy"] == pytest.approx(nsp / 4, abs=1e-6)
+    assert all(isinstance(v, float) for k, v in scores.items() if k != "masked_tokens")
 
 
 def test_counts_let_processes_share_one_mean():

@@ -683,6 +683,35 @@ def test_secret_lines_leave_out_what_the_chapter_showed_before_the_exercise(tmp_
         ("0.1", "return math.sqrt(total) / len(values)  # the answer", "returnmath.sqrt(total)/len(values)")]
 
 
+def test_an_answer_under_other_names_is_found_by_its_shape(tmp_path):
+    """A later cell that repeats an answer's computation with other variable names (chapter 10's packed layer
+    ended with Exercise 5.2's `self.output(self.intermediate(a), a)` as `layer.output(layer.intermediate(a), a)`)."""
+    shape = leaks.line_shape("return self.output(self.intermediate(attention_output), attention_output)  # why")
+    assert shape and shape == leaks.line_shape("y = layer.output(layer.intermediate(h), h)")
+    assert shape in leaks.shapes("z = 1\nrows = [layer.output(layer.intermediate(h), h) for h in states]")
+    assert shape not in leaks.shapes("y = layer.output(layer.intermediate(h), g)")  # another computation
+    assert shape not in leaks.shapes("y = layer.output(layer.dense(h), h)")  # attribute names count
+    # Too simple to be anyone's answer: one operation, or plain arithmetic on variables (a chapter's formula,
+    # taught in its text where no code comparison sees it).
+    assert leaks.line_shape("return torch.tanh(x)") == "" and leaks.line_shape("n = 2 * C * F + F + C") == ""
+    assert leaks.line_shape("return len(set(x))") != leaks.line_shape("return f(g(x))")  # builtins keep their names
+    book = _book(tmp_path, [
+        md("# 00 Demo"), md("**Exercise 0.1.** a"),
+        code(f"def f(x, w):\n    {BEGIN}\n    return torch.tanh(x[:, 0] @ w.T)  # the answer\n    {END}"),
+        code("check(f)"), code("pooled = torch.tanh(hidden[:, 0] @ weight.T)"), code("y = torch.tanh(a @ b)")])
+    nb = json.loads(student_notebook(book, book.chapters[0]).text)
+    assert leaks.hits(leaks.secrets(book), leaks.notebook_cells("demo", nb)) == [
+        "demo, cell 4: Exercise 0.1 (notebooks/00_demo.ipynb): 'return torch.tanh(x[:, 0] @ w.T)  # the answer', "
+        "under other names"]
+
+
+def test_a_shape_shown_before_the_exercise_is_no_answer(tmp_path):
+    book = _book(tmp_path, [
+        md("# 00 Demo"), code("m = torch.sqrt(v.mean(-1))"), md("**Exercise 0.1.** a"),
+        code(f"def f(x):\n    {BEGIN}\n    return torch.sqrt(x.mean(-1))\n    {END}"), code("check(f)")])
+    assert [(s.exercise, s.shape) for s in leaks.secrets(book)] == [("0.1", "")]
+
+
 def test_refuses_to_write_over_the_teachers_files(tmp_path):
     book = _book(tmp_path, [md("# 00 Demo"), code("x = 1")])
     before = (tmp_path / "notebooks" / "00_demo.ipynb").read_bytes()

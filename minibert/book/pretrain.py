@@ -350,23 +350,11 @@ class _Loss:
 
 def evaluate(model, batch: dict, unigram_id: int) -> dict:
     """Masked-token accuracy on held-out examples, the unigram baseline's (always the most frequent token) and
-    next-sentence accuracy."""
-    import torch
+    next-sentence accuracy (the package's evaluate_pretraining, chapter 11), the shares rounded to 4 digits."""
+    from minibert.pretraining import evaluate_pretraining
 
-    from minibert.pretraining import IGNORE_INDEX
-
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        out = model.bert(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-        picked = batch["labels"] != IGNORE_INDEX
-        predicted = model.cls.predictions(out.last_hidden_state[picked]).argmax(-1)
-        nsp = model.cls.seq_relationship(out.pooler_output).argmax(-1)
-    model.train(was_training)
-    labels = batch["labels"][picked]
-    return {"masked_tokens": int(picked.sum()), "masked_accuracy": round(float((predicted == labels).float().mean()), 4),
-            "unigram_accuracy": round(float((labels == unigram_id).float().mean()), 4),
-            "nsp_accuracy": round(float((nsp == batch["next_sentence_label"]).float().mean()), 4)}
+    scores = evaluate_pretraining(model, batch, unigram_id)
+    return {k: v if k == "masked_tokens" else round(float(v), 4) for k, v in scores.items()}
 
 
 def _command() -> str:
