@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from minibert.book.cli import main
-from minibert.book.grade import CSV_NAME, GradeError, grade, read_gradebook
+from minibert.book.grade import CSV_NAME, STUDENT_ID, GradeError, grade, read_gradebook
 from minibert.book.project import load_book
 from minibert.book.student import student_notebook
 
@@ -282,6 +282,9 @@ def test_feedback_page_per_student_and_notebook_says_what_happened(graded):
     assert "ExerciseError" in page and "Exercise 0.2" in page and "Hint" in page  # nbgrader shows the check's error
     assert "not a readable notebook" in (feedback / "not_json" / "00_bert_blueprint.html").read_text(encoding="utf-8")
     assert "not submitted" in (feedback / "right1" / "02_dropout.html").read_text(encoding="utf-8")
+    # nbgrader's page loads MathJax from a CDN; here it finds the copy in feedback/_mathjax/ (offline_mathjax)
+    assert 'src="../_mathjax/MathJax.js?config=' in page and (feedback / "_mathjax" / "MathJax.js").is_file()
+    assert re.findall(r'(?:src|href)="(https?:[^"]+)"', page) == []
 
 
 def test_submissions_and_the_course_are_untouched(graded):
@@ -461,3 +464,43 @@ def test_no_answer_the_course_expects_is_held_for_review():
               "n = sum(1 for m in BertConfig.__mro__)", "k = len(list(torch.nn.Linear(2, 2).modules()))"]
     for code in honest:
         assert suspicious_code(_answer(CH00, {}, prefix={"0.1": code}), tagged_notebook(BOOK, CH00).nb) == [], code
+
+
+CDN_PAGE = ('<head><script src="https://cdnjs.cloudflare.com/ajax/libs/mathjax/2.7.7/latest.js?config=TeX-AMS_CHTML-full,Safe">'
+            ' </script></head><body>$x^2$</body>')
+
+
+def test_feedback_pages_load_the_local_mathjax_with_the_cdn_as_fallback(tmp_path):
+    from types import SimpleNamespace
+
+    from minibert.book.grade import offline_mathjax
+
+    jobs = [SimpleNamespace(feedback=CDN_PAGE), SimpleNamespace(feedback="<p>no maths, no MathJax</p>"),
+            SimpleNamespace(feedback=None)]
+    assert offline_mathjax(BOOK, tmp_path / "feedback", jobs) == []
+    src = re.search(r'<script src="([^"]+)" onerror="([^"]+)">', jobs[0].feedback)
+    assert src[1] == "../_mathjax/MathJax.js?config=TeX-AMS_CHTML-full,Safe"
+    assert "s.src='https://cdnjs.cloudflare.com/ajax/libs/mathjax/2.7.7/latest.js?config=TeX-AMS_CHTML-full,Safe'" in src[2]
+    script = (tmp_path / "feedback" / "student" / src[1].split("?")[0]).resolve()  # as seen from feedback/<student>/
+    assert script == (tmp_path / "feedback" / "_mathjax" / "MathJax.js") and script.is_file()
+    for name in src[1].split("config=")[1].split(","):  # each config file MathJax will ask for is there
+        assert (script.parent / "config" / f"{name}.js").is_file(), name
+    assert jobs[1].feedback == "<p>no maths, no MathJax</p>" and jobs[2].feedback is None
+    assert not STUDENT_ID.match("_mathjax")  # no student's feedback folder can be this one
+
+
+def test_feedback_keeps_the_cdn_and_says_so_without_node_modules(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import minibert.book.render as render
+    from minibert.book.grade import offline_mathjax
+    from minibert.book.project import BookError
+
+    def missing(*args, **kwargs):
+        raise BookError("the book's offline scripts are missing: node_modules/mathjax does not exist")
+
+    monkeypatch.setattr(render, "copy_assets", missing)
+    jobs = [SimpleNamespace(feedback=CDN_PAGE)]
+    notes = offline_mathjax(BOOK, tmp_path / "feedback", jobs)
+    assert len(notes) == 1 and "MathJax from the internet" in notes[0] and "node_modules/mathjax" in notes[0]
+    assert jobs[0].feedback == CDN_PAGE and not (tmp_path / "feedback").exists()

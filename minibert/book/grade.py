@@ -600,6 +600,7 @@ def grade(book: Book, submissions: Path | str, out: Path | str, *, timeout: floa
             writer.writerow([r.student, r.notebook, r.exercise, f"{r.points:g}", f"{r.max:g}", r.note])
     with output_folder(book, out, "grade") as stage:
         (stage / CSV_NAME).write_text(buffer.getvalue(), encoding="utf-8")
+        notes = notes + offline_mathjax(book, stage / "feedback", graded)
         for j in graded:
             page = stage / "feedback" / j.student / (Path(j.notebook).stem + ".html")
             page.parent.mkdir(parents=True, exist_ok=True)
@@ -610,6 +611,39 @@ def grade(book: Book, submissions: Path | str, out: Path | str, *, timeout: floa
         if notes or held:
             (stage / "notes.txt").write_text("\n".join(held + notes) + "\n", encoding="utf-8")
     return graded
+
+
+# nbgrader's feedback template loads MathJax from a CDN (nbconvert's `mathjax()` macro and its default address),
+# so a student reading feedback offline saw raw TeX. The pages get the book's trimmed MathJax copy instead.
+_CDN_MATHJAX = re.compile(r'<script src="https://cdnjs\.cloudflare\.com/ajax/libs/mathjax/[^"?]*(\?[^"]*)?">')
+MATHJAX_FOLDER = "_mathjax"  # feedback/_mathjax/: no student's folder (a student id starts with a letter or digit)
+
+
+def offline_mathjax(book: Book, feedback: Path, jobs: list) -> list[str]:
+    """Point every feedback page's MathJax at one copy in feedback/_mathjax/ (copied from node_modules/ if any page
+    loads MathJax), falling back to the CDN if the page is opened away from that folder. Returns a note for
+    notes.txt if node_modules/ holds no MathJax (the pages then keep the CDN)."""
+    from .render import copy_assets
+
+    pages = [j for j in jobs if j.feedback and _CDN_MATHJAX.search(j.feedback)]
+    if not pages:
+        return []
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            copy_assets(book, Path(tmp), packages=("mathjax",))
+        except BookError as exc:
+            return [f"feedback pages load MathJax from the internet (maths shows as TeX offline): {exc}"]
+        feedback.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(Path(tmp) / "assets" / "mathjax"), str(feedback / MATHJAX_FOLDER))
+
+    def local(match: re.Match) -> str:
+        cdn = match.group(0)[len('<script src="'):-2]
+        fallback = ("var s=document.createElement('script');s.src='" + cdn + "';document.head.appendChild(s)")
+        return f'<script src="../{MATHJAX_FOLDER}/MathJax.js{match.group(1) or ""}" onerror="{fallback}">'
+
+    for j in pages:
+        j.feedback = _CDN_MATHJAX.sub(local, j.feedback)
+    return []
 
 
 def read_gradebook(path: Path) -> list[dict]:

@@ -155,11 +155,14 @@ def _wanted(rel: str, patterns: tuple[str, ...]) -> bool:
                for p in patterns)
 
 
-def copy_assets(book: Book, out: Path) -> list[Path]:
-    """Copy MathJax, require.js and the widget manager from node_modules/ into out/assets/."""
+def copy_assets(book: Book, out: Path, packages: tuple[str, ...] | None = None) -> list[Path]:
+    """Copy MathJax, require.js and the widget manager (or only `packages` of them) from node_modules/ into
+    out/assets/."""
     node_modules = book.path("node_modules")
     copied: list[Path] = []
     for package, patterns, target in _NPM_ASSETS:
+        if packages is not None and package not in packages:
+            continue
         src = node_modules / package
         if not (src / "package.json").is_file():
             raise BookError(f"the book's offline scripts are missing: {src} does not exist. Run `make setup` "
