@@ -32,42 +32,35 @@ def _call(fn, exercise: str, hint: str, *args):
 
 
 @contextlib.contextmanager
+def _watching_calls(matches):
+    """Whether a Python function whose code object `matches` ran inside the block (`ran[0]`, set after the block)."""
+    ran = [False]
+    previous = sys.getprofile()
+
+    def profile(frame, event, arg):
+        if event == "call" and matches(frame.f_code):
+            ran[0] = True
+
+    sys.setprofile(profile)
+    try:
+        yield ran
+    finally:
+        sys.setprofile(previous)
+
+
 def _watching(*functions):
-    """Whether any of `functions` ran inside the block, under whatever name it was reached (`ran[0]`, set after
-    the block): the package's finished forward passes, which an answer could call as minibert.model._layer_forward
-    or through a class that holds them, out of reach of forbidding's renaming."""
+    """Whether any of `functions` ran inside the block, under whatever name it was reached: the package's finished
+    forward passes, which an answer could call as minibert.model._layer_forward or through a class that holds
+    them, out of reach of forbidding's renaming."""
     codes = {f.__code__ for f in functions}
-    ran = [False]
-    previous = sys.getprofile()
-
-    def profile(frame, event, arg):
-        if event == "call" and frame.f_code in codes:
-            ran[0] = True
-
-    sys.setprofile(profile)
-    try:
-        yield ran
-    finally:
-        sys.setprofile(previous)
+    return _watching_calls(lambda code: code in codes)
 
 
-@contextlib.contextmanager
 def _watching_qualnames(*qualnames):
-    """Whether a Python function with one of these qualified names ran inside the block (`ran[0]`, set after the
-    block): a class of that name in any module (the package's, the notebook's, transformers') under any alias."""
+    """Whether a Python function with one of these qualified names ran inside the block: a class of that name in
+    any module (the package's, the notebook's, transformers') under any alias."""
     names = set(qualnames)
-    ran = [False]
-    previous = sys.getprofile()
-
-    def profile(frame, event, arg):
-        if event == "call" and frame.f_code.co_qualname in names:
-            ran[0] = True
-
-    sys.setprofile(profile)
-    try:
-        yield ran
-    finally:
-        sys.setprofile(previous)
+    return _watching_calls(lambda code: code.co_qualname in names)
 
 
 def _randomized(module: torch.nn.Module, seed: int) -> torch.nn.Module:
