@@ -458,7 +458,12 @@ WRONG_ANSWERS = {
         "tags = ['O'] * len(text)\nfor s, e, k in spans:\n    for i in range(s, e):\n        tags[i] = 'B-' + k\nreturn tags",
         "tags = ['O'] * len(text)\nfor s, e, k in spans:\n    for i in range(s, e):\n        tags[i] = 'I-' + k\nreturn tags",
         "tags = ['O'] * len(text)\nfor s, e, k in spans:\n    tags[s] = 'B-' + k\n"
-        "    for i in range(s + 1, min(e + 1, len(text))):\n        tags[i] = 'I-' + k\nreturn tags"],
+        "    for i in range(s + 1, min(e + 1, len(text))):\n        tags[i] = 'I-' + k\nreturn tags",
+        # the span placed where its text first occurs (text.find); the spans list emptied while reading it
+        "tags = ['O'] * len(text)\nfor s, e, k in spans:\n    n, s = e - s, text.find(text[s:e])\n"
+        "    tags[s] = 'B-' + k\n    for i in range(s + 1, s + n):\n        tags[i] = 'I-' + k\nreturn tags",
+        "tags = ['O'] * len(text)\nwhile spans:\n    s, e, k = spans.pop()\n    tags[s] = 'B-' + k\n"
+        "    for i in range(s + 1, e):\n        tags[i] = 'I-' + k\nreturn tags"],
     "12.2": [  # end inclusive; a stray I- opens an entity (the lenient reading); B- after B- of a type merged
         "found, kind, start = [], None, 0\nfor i, t in enumerate(tags + ['O']):\n"
         "    if kind is not None and t != 'I-' + kind:\n        found.append((kind, start, i - 1))\n        kind = None\n"
@@ -471,7 +476,21 @@ WRONG_ANSWERS = {
         "    if t.startswith('B-') and kind is None:\n        kind, start = t[2:], i\nreturn found",
         # seqeval's own reader (the shortcut the exercise forbids)
         "from seqeval.scheme import IOB2, Entities\n"
-        "return [(e.tag, e.start, e.end) for e in Entities([tags], IOB2).entities[0]]"],
+        "return [(e.tag, e.start, e.end) for e in Entities([tags], IOB2).entities[0]]",
+        # the sentinel appended to the caller's list; a stray I- opening a name at the very start; an I-X after
+        # an O reopening the last X; (start, end, type) in exercise 12.1's order
+        "found, kind, start = [], None, 0\ntags.append('O')\nfor i, t in enumerate(tags):\n"
+        "    if kind is not None and t != 'I-' + kind:\n        found.append((kind, start, i))\n        kind = None\n"
+        "    if t.startswith('B-'):\n        kind, start = t[2:], i\nreturn found",
+        "found, kind, start = [], None, 0\nfor i, t in enumerate(tags + ['O']):\n"
+        "    if kind is not None and t != 'I-' + kind:\n        found.append((kind, start, i))\n        kind = None\n"
+        "    if t.startswith('B-') or (i == 0 and t.startswith('I-')):\n        kind, start = t[2:], i\nreturn found",
+        "found, kind, last, start = [], None, None, 0\nfor i, t in enumerate(tags + ['O']):\n"
+        "    if kind is not None and t != 'I-' + kind:\n        found.append((kind, start, i))\n        last, kind = kind, None\n"
+        "    if t.startswith('B-') or (kind is None and t == 'I-' + str(last)):\n        kind, start = t[2:], i\nreturn found",
+        "found, kind, start = [], None, 0\nfor i, t in enumerate(tags + ['O']):\n"
+        "    if kind is not None and t != 'I-' + kind:\n        found.append((start, i, kind))\n        kind = None\n"
+        "    if t.startswith('B-'):\n        kind, start = t[2:], i\nreturn found"],
     "12.3": [  # -100 positions counted; the mean of per-text accuracies; divided by every position
         "return (logits.argmax(-1) == labels).float().mean().item()",
         "keep = labels != -100\nright = (logits.argmax(-1) == labels) & keep\n"
@@ -480,7 +499,15 @@ WRONG_ANSWERS = {
         # the share of wrong tokens; argmin for argmax; -100 read as label 0 with no mask
         "keep = labels != -100\nright = (logits.argmax(-1) == labels) & keep\nreturn 1 - right.sum().item() / keep.sum().item()",
         "keep = labels != -100\nright = (logits.argmin(-1) == labels) & keep\nreturn right.sum().item() / keep.sum().item()",
-        "return (logits.argmax(-1) == labels.clamp(min=0)).float().mean().item()"],
+        "return (logits.argmax(-1) == labels.clamp(min=0)).float().mean().item()",
+        # the argmax, or a softmax, over the positions (dim 1); label 0 left out with -100; -100 overwritten in the
+        # caller's labels
+        "keep = labels != -100\nright = (logits.argmax(1) == labels) & keep\nreturn right.sum().item() / keep.sum().item()",
+        "keep = labels != -100\nright = (logits.softmax(1).argmax(-1) == labels) & keep\n"
+        "return right.sum().item() / keep.sum().item()",
+        "keep = labels > 0\nright = (logits.argmax(-1) == labels) & keep\nreturn right.sum().item() / keep.sum().item()",
+        "keep = labels != -100\nlabels[~keep] = 0\nright = (logits.argmax(-1) == labels) & keep\n"
+        "return right.sum().item() / keep.sum().item()"],
 }
 
 

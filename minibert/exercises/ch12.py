@@ -15,13 +15,17 @@ _SPAN_CASES = (
     ("北京上海", [(0, 2, "LOC"), (2, 4, "LOC")], ["B-LOC", "I-LOC", "B-LOC", "I-LOC"]),  # two entities side by side
     ("在京", [(1, 2, "LOC")], ["O", "B-LOC"]),  # a one-character entity at the end
     ("今天", [], ["O", "O"]),
+    ("北京到北京", [(3, 5, "LOC")], ["O", "O", "O", "B-LOC", "I-LOC"]),  # the span, not the first place its text occurs
 )
 
 
 def check_bio_from_spans(fn) -> None:
     not_done(fn, "12.1")
     for text, spans, want in _SPAN_CASES:
-        have = fn(text, list(spans))
+        given = list(spans)
+        have = fn(text, given)
+        expect(given == spans, "12.1", f"bio_from_spans changed the list of spans it was given: {spans} became {given}.",
+               "read the spans without changing them (no pop, sort or append on the list passed in).")
         expect(isinstance(have, list) and len(have) == len(text), "12.1",
                f"for {text!r} expected a list of {len(text)} tags (one per character), got {have!r}.",
                "start from ['O'] * len(text).")
@@ -46,6 +50,8 @@ _TAG_CASES = (
     (["O", "I-PER", "I-PER", "O"], []),  # I- without a B-: no entity in strict IOB2
     (["B-PER", "I-LOC", "O"], [("PER", 0, 1)]),  # an I- of another type ends the entity and starts none
     (["B-ORG", "I-ORG", "I-ORG"], [("ORG", 0, 3)]),  # an entity that runs to the end
+    (["I-LOC", "I-LOC", "O"], []),  # a stray I- at the very start opens nothing either
+    (["B-PER", "O", "I-PER"], [("PER", 0, 1)]),  # an O closes the name: a later I-PER does not reopen it
 )
 
 
@@ -65,8 +71,12 @@ def check_entity_spans(fn) -> None:
     library = [(scheme, "Entities"), (scheme, "Tokens"), (labeling, "get_entities")]
     for tags, want in _TAG_CASES:
         assert [(e.tag, e.start, e.end) for e in Entities([list(tags)], IOB2).entities[0]] == want
+        given = list(tags)
         with forbidding(fn, library, _no_seqeval):
-            have = fn(list(tags))
+            have = fn(given)
+        expect(given == list(tags), "12.2", f"entity_spans changed the list of tags it was given: {list(tags)} became "
+               f"{given} (a second call on the same list would see other tags).",
+               "walk over tags + ['O'] (a new list) instead of appending to tags.")
         expect(isinstance(have, list), "12.2", f"expected a list of (type, start, end) tuples, got {have!r}.",
                "collect the entities in a list.")
         have = [tuple(e) for e in have]
@@ -74,7 +84,10 @@ def check_entity_spans(fn) -> None:
             continue
         if [(t, s, e - 1) for t, s, e in want] == have:
             problem = "end must be exclusive (one past the last character), as Python slices"
-        elif len(have) > len(want) and not tags[0].startswith("B"):
+        elif sorted(sorted(map(str, e)) for e in have) == sorted(sorted(map(str, e)) for e in want):
+            problem = "each entity is (type, start, end), in that order"
+        elif len(have) > len(want) and any(len(e) == 3 and isinstance(e[1], int) and 0 <= e[1] < len(tags)
+                                           and tags[e[1]].startswith("I-") for e in have):
             problem = "an I- tag that does not continue a B-/I- of its type starts no entity in strict IOB2"
         elif len(have) < len(want):
             problem = "a B- tag always starts a new entity, even right after another entity of its type"
@@ -87,6 +100,11 @@ def check_entity_spans(fn) -> None:
 
 # (logits (B, T, L), labels (B, T) with -100, the expected share), written by hand
 _ACCURACY_CASES = (
+    # T = L = 4, so the wrong axis runs too. predictions (argmax over the labels) [[0, 1, 3, 1]]; labelled: ok, -,
+    # ok, wrong -> 2 of 3. Over the positions instead (argmax(1), or a softmax over dim 1): every labelled token
+    # "right" (3 of 3); argmin: 0 of 3
+    ([[[3.0, 2.0, 0.0, 2.0], [0.0, 2.0, 1.0, 1.0], [0.0, 2.0, 1.0, 3.0], [0.0, 3.0, 2.0, 2.0]]],
+     [[0, -100, 3, 2]], 2 / 3),
     # predictions [[0, 1, 2, 0], [1, 2, 0, 1]]; labelled: ok, wrong, wrong | ok -> 2 of 4
     ([[[2.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 1.0], [5.0, 0.0, 0.0]],
       [[0.0, 1.0, 0.0], [0.0, 0.0, 4.0], [1.0, 0.0, 0.0], [0.0, 2.0, 0.0]]],
@@ -104,21 +122,45 @@ def check_token_accuracy(fn) -> None:
     not_done(fn, "12.3")
     for logits, labels, want in _ACCURACY_CASES:
         logits, labels = torch.tensor(logits), torch.tensor(labels)
-        have = fn(logits.clone(), labels.clone())
+        given_logits, given_labels = logits.clone(), labels.clone()
+        have = fn(given_logits, given_labels)
+        expect(torch.equal(given_logits, logits) and torch.equal(given_labels, labels), "12.3",
+               "token_accuracy changed the logits or labels it was given (in place): the caller's tensors are no "
+               "longer what they were.", "compute a mask (labels != -100) and compare; do not assign into the inputs.")
         have = float(have) if isinstance(have, (int, float, torch.Tensor)) and not isinstance(have, bool) else have
         expect(isinstance(have, float), "12.3", f"expected a number, got {have!r}.", "return a float (or a 0-d tensor).")
-        labelled = int((labels != -100).sum())
-        if abs(have - want * labelled / labels.numel()) < 1e-6:
-            expect(False, "12.3", f"got {have:.3f}: positions labelled -100 were counted.",
-                   "keep only the positions where labels != -100, then compare.")
-        per_text = [((logits[b].argmax(-1) == labels[b]) & (labels[b] != -100)).sum().item()
-                    / max(1, (labels[b] != -100).sum().item()) for b in range(labels.shape[0])]
-        if labels.shape[0] > 1 and abs(have - sum(per_text) / len(per_text)) < 1e-6:
-            expect(False, "12.3", f"got {have:.3f}: the mean of per-text accuracies weighs a short text like a long one.",
-                   "count right tokens over all texts, divide by all labelled tokens.")
-        if abs(have - (1 - want)) < 1e-6 and abs(want - 0.5) > 1e-6:
-            expect(False, "12.3", f"got {have:.3f}, the share of WRONG labelled tokens; expected {want:.3f}.",
-                   "count the tokens whose predicted label equals the true one.")
+        keep = labels != -100
+        labelled = int(keep.sum())
+
+        def share(predicted, kept):  # right predictions among the kept positions
+            return float(((predicted == labels) & kept).sum()) / max(1, int(kept.sum()))
+
+        predicted = logits.argmax(-1)
+        per_text = [share(predicted[b], keep[b]) for b in range(labels.shape[0])]
+        square = logits.shape[1] == logits.shape[2]  # only then does the wrong axis run at all
+        diagnoses = [  # (what the typical wrong answer returns here, what is wrong, how to fix it)
+            (want * labelled / labels.numel(), "positions labelled -100 were counted",
+             "keep only the positions where labels != -100, then compare."),
+            (sum(per_text) / len(per_text) if labels.shape[0] > 1 else None,
+             "the mean of per-text accuracies weighs a short text like a long one",
+             "count right tokens over all texts, divide by all labelled tokens."),
+            (share(predicted, labels > 0) if bool((labels > 0).any()) else None,
+             "positions labelled 0 were left out too, but 0 is a label like any other; only -100 is left out",
+             "keep = labels != -100."),
+            (share(logits.argmax(1), keep) if square else None,
+             "the highest score was taken over the positions (dim 1), not over the labels",
+             "predicted = logits.argmax(-1): one label per token."),
+            (share(logits.softmax(1).argmax(-1), keep) if square else None,
+             "the softmax ran over the positions (dim 1), not over the labels",
+             "no softmax is needed (it keeps the order of the scores); predicted = logits.argmax(-1)."),
+            (1 - want if abs(want - 0.5) > 1e-6 else None, "that is the share of WRONG labelled tokens",
+             "count the tokens whose predicted label equals the true one."),
+        ]
+        found = [(problem, hint) for value, problem, hint in diagnoses
+                 if value is not None and abs(have - value) < 1e-6 and abs(value - want) > 1e-6]
+        if found:
+            expect(False, "12.3", f"got {have:.3f}, expected {want:.3f}: " + "; or ".join(p for p, _ in found) + ".",
+                   " / ".join(dict.fromkeys(h for _, h in found)))
         expect(abs(have - want) < 1e-6, "12.3", f"got {have:.3f}, expected {want:.3f} for labels {labels.tolist()}.",
                "predicted = logits.argmax(-1) (the highest score over the labels, the last dimension); "
                "compare where labels != -100.")
