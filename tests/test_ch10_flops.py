@@ -291,3 +291,16 @@ def test_every_timing_cell_pins_the_threads_and_its_output_is_not_compared():
     for i, src, tags in cells:
         assert "torch.set_num_threads(" in src, f"cell {i} times without pinning the threads"
         assert "nbval-ignore-output" in tags, f"cell {i} prints a timing that nbval would compare"
+
+
+def test_the_crossover_check_never_says_which_way_to_guess():
+    """A "too many"/"too few" answer would let a student find exercise 10.1's number by halving guesses."""
+    from minibert.exercises import ExerciseError, ch10
+
+    messages = []
+    for guess in (1.0, 6143.0, 6145.0, 10**6):
+        with pytest.raises(ExerciseError) as caught:
+            ch10.check_crossover(guess)
+        messages.append(str(caught.value).replace(f"{guess}", "GUESS"))
+    assert len(set(messages)) == 1, messages
+    assert "too" not in messages[0]

@@ -146,7 +146,7 @@ def check_token_accuracy(fn) -> None:
              "count right tokens over all texts, divide by all labelled tokens."),
             (share(predicted, labels > 0) if bool((labels > 0).any()) else None,
              "positions labelled 0 were left out too, but 0 is a label like any other; only -100 is left out",
-             "keep = labels != -100."),
+             "leave out only the positions labelled -100, not those labelled 0."),
             (share(logits.argmax(1), keep) if square else None,
              "the highest score was taken over the positions (dim 1), not over the labels",
              "predicted = logits.argmax(-1): one label per token."),
