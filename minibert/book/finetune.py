@@ -594,8 +594,11 @@ def _experiments(args: argparse.Namespace) -> int:
               for start in starts for seed in plan["seeds"]]
     todo = [s for s in specs if key(s) not in done]
     done.update(zip(map(key, todo), run_specs(todo, args.jobs, not args.no_progress, recorder(runs))))
-    runs[:] = [done[key(s)] if s.get("keep_predictions") or "test_predictions" not in done[key(s)]
-               else {k: v for k, v in done[key(s)].items() if k != "test_predictions"} for s in specs]  # plan order
+    def planned(spec: dict) -> dict:  # a reused trial keeps its test predictions only where the plan keeps them
+        entry = done[key(spec)]
+        return entry if spec.get("keep_predictions") else {k: v for k, v in entry.items() if k != "test_predictions"}
+
+    runs[:] = [planned(s) for s in specs]  # in plan order
     result["complete"] = True
     result["seconds"] = round(time.perf_counter() - began, 1)
     _write_json(out, result)

@@ -22,7 +22,9 @@ A later cell can give an answer away too: the chapter's `#| export` cell that de
 (one string, or a list of lines as nbformat stores a source). The package keeps the real code (mirroring reads
 sources only); the student version gets the replacement, and the `minibert` key is dropped (`student_cells`).
 The replacement is usually the same code with the answer's part delegated to the finished package, which the
-student bundle carries compiled, without source (`compiled_package`). Everything is built in memory first; only then are files written, into a new folder swapped in at the end
+student bundle carries compiled, without source (`compiled_package`).
+
+Everything is built in memory first; only then are files written, into a new folder swapped in at the end
 (minibert.book.outdir).
 """
 
