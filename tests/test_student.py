@@ -391,7 +391,9 @@ WRONG_ANSWERS = {
             "scores = F.normalize(matrix, dim=-1) @ F.normalize(query, dim=0)\n"
             "return [i for i in scores.argsort().tolist() if scores[i] >= threshold]",  # least similar first
             "scores = F.normalize(matrix, dim=-1) @ F.normalize(query, dim=0)\n"
-            "return scores.argsort(descending=True)[:4].tolist()"],  # a fixed top 4, no threshold
+            "return scores.argsort(descending=True)[:4].tolist()",  # a fixed top 4, no threshold
+            "scores = F.normalize(matrix, dim=-1) @ F.normalize(query, dim=0)\n"
+            "return [i for i in scores.argsort(descending=True).tolist() if scores[i] > threshold]"],  # above, not at least
     "10.1": [  # a causal model's 2·T·C attention term (Kaplan's); BERT-base's crossover; F + C (the 2 dropped)
         "crossover_large = 4 * 1024 + 2 * 4096",
         "crossover_large = 2 * 768 + 3072",

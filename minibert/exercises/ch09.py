@@ -122,4 +122,19 @@ def check_search(fn) -> None:
                 problem, hint = (f"trial {trial}: expected rows {want}, got {have}.",
                                  "cosine similarity of each row with the query, keep those >= threshold, largest first.")
         expect(False, "9.3", problem, hint)
+    # "At least" the threshold: rows exactly at it count. Whole-number rows parallel or orthogonal to the query
+    # have cosines of exactly 1 and 0 in float32 too (5 / 5 is exact), so a row at the line is decided the same way
+    # on every machine.
+    query = torch.tensor([0.0, 2.0, 0.0, 0.0])
+    matrix = torch.tensor([[0.0, 5.0, 0.0, 0.0], [3.0, 0.0, 0.0, 4.0], [0.0, -1.0, 0.0, 0.0], [0.0, 3.0, 0.0, 4.0]])
+    for threshold, want in ((1.0, [0]), (0.0, [0, 3, 1])):  # cosines 1, 0, -1 and 0.6
+        have = fn(query.clone(), matrix.clone(), threshold)
+        have = list(have) if isinstance(have, (list, tuple)) else have
+        if have == want:
+            continue
+        strict = [i for i in want if (i == 3 and threshold < 0.6) or (i == 0 and threshold < 1.0)]
+        hint = ("a row whose similarity equals the threshold counts (at least: >=)." if have == strict else
+                "cosine similarity of each row with the query, keep those >= threshold, largest first.")
+        expect(False, "9.3", f"threshold {threshold}: expected rows {want} (cosines 1, 0, -1, 0.6 for rows 0-3), "
+               f"got {have}.", hint)
     passed("9.3")
