@@ -12,8 +12,13 @@ items under tests/, not the notebooks (`make test` passes both).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -69,6 +74,53 @@ def chromium() -> str:
     if path is None:
         unavailable(f"needs a Chromium browser: {INSTALL_CHROMIUM}")
     return path
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser(chromium):
+    """A headless Chromium driven by Playwright (skip, or fail under CI, without chromium or playwright)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("the playwright package is missing: `make setup` installs it with the test extra")
+    playwright = sync_playwright().start()
+    try:
+        launched = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+    finally:
+        playwright.stop()
+
+
+@contextlib.contextmanager
+def running_app(log_path: Path):
+    """`minibert app --port 0` as (process, url), its Voilà log in log_path (printed when the body fails). On the
+    way out it is stopped with SIGTERM (the command then stops Voilà's own process group), killed if it hangs."""
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "minibert", "app", "--port", "0"], cwd=ROOT,
+                                   stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
+        try:
+            line = process.stdout.readline()  # blocks until Voilà listens (or the command dies)
+            match = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+            assert match, f"`minibert app` printed no address: {line!r}; its log:\n{log_path.read_text()}"
+            yield process, match.group(1)
+        except BaseException:
+            print(log_path.read_text())
+            raise
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+
 
 # Under CI the property-based tests draw the same examples on every run (derandomize), so a red run can be
 # reproduced and a green one does not depend on luck; locally they keep exploring new examples.

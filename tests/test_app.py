@@ -264,26 +264,6 @@ def test_ip_every_network_warns_and_serves(started):
 # -------------------------------------------------------------------------------------------------- browser
 
 
-@pytest.fixture(scope="module")
-def browser(chromium):
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        from conftest import unavailable
-
-        unavailable("the playwright package is missing: `make setup` installs it with the test extra")
-    playwright = sync_playwright().start()
-    try:
-        launched = playwright.chromium.launch(executable_path=chromium, headless=True,
-                                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        try:
-            yield launched
-        finally:
-            launched.close()
-    finally:
-        playwright.stop()
-
-
 def _calculator_page(browser, url: str):
     import urllib.parse
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import functools
 import http.server
-import os
 import re
 import threading
 from pathlib import Path
@@ -24,31 +23,11 @@ from minibert.book.project import load_book
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "_build" / "screenshots"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
 BOOK = load_book(ROOT)
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
-from conftest import chromium_path as _chromium, unavailable as _unavailable  # noqa: E402  (tests/ is on sys.path)
-
-
-@pytest.fixture(scope="module")
-def browser(chromium):
-    path = chromium
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("the playwright package is missing: `make setup` installs it with the test extra")
-    playwright = sync_playwright().start()
-    try:
-        chromium = playwright.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-    finally:
-        playwright.stop()
+from conftest import running_app  # noqa: E402  (tests/ is on sys.path)
 
 
 class Guard:
@@ -357,8 +336,6 @@ def test_app_shows_the_calculator_updates_the_total_and_stops(browser, tmp_path)
     """`minibert app --port 0` (what `make app` runs, on a free port): prints its address; in the page, pick
     bert-large-uncased and read the total, change the layers and read it again; SIGTERM stops Voilà too."""
     import signal
-    import subprocess
-    import sys
     import time
 
     from playwright.sync_api import expect
@@ -376,16 +353,9 @@ def test_app_shows_the_calculator_updates_the_total_and_stops(browser, tmp_path)
         assert getattr(counted, "total", counted) == expected
     fewer = _bert_parameters(**shape, L=6)
 
-    log_path = tmp_path / "voila.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "minibert", "app", "--port", "0"], cwd=ROOT,
-                                   stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
+    with running_app(tmp_path / "voila.log") as (process, url):
         context = None
         try:
-            line = process.stdout.readline()  # blocks until Voilà listens (or the command dies)
-            match = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
-            assert match, f"`minibert app` printed no address: {line!r}"
-            url = match.group(1)
             context = browser.new_context(viewport={"width": 1280, "height": 900})
             guard = Guard(context)
             page = guard.watch(context.new_page())
@@ -411,19 +381,9 @@ def test_app_shows_the_calculator_updates_the_total_and_stops(browser, tmp_path)
             while _answers(url + "favicon.ico") and time.monotonic() < deadline:
                 time.sleep(0.3)
             assert not _answers(url + "favicon.ico"), f"Voilà still answers at {url} after `minibert app` stopped"
-        except Exception:
-            print(log_path.read_text())
-            raise
         finally:
             if context is not None:
                 context.close()
-            if process.poll() is None:  # SIGTERM first: `minibert app` then stops Voilà's own process group
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
 
 
 # ---------------------------------------------------------------------------------------------- the slides

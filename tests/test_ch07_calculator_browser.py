@@ -21,10 +21,10 @@ import pytest
 
 from minibert.widgets import compare_calculator, parameter_calculator
 
+from conftest import running_app  # tests/ is on sys.path
+
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "_build" / "screenshots"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
 SCREEN = (1280, 720)
 ZOOMS = (1.0, 1.5, 2.0)
 MIN_FONT_PX = 24
@@ -100,25 +100,6 @@ def site(tmp_path_factory, node_modules):
     server.server_close()
 
 
-@pytest.fixture(scope="module")
-def browser(chromium):
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        from conftest import unavailable
-
-        unavailable("the playwright package is missing: `make setup` installs it with the test extra")
-    playwright = sync_playwright().start()
-    try:
-        launched = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
-    finally:
-        playwright.stop()
-
-
 def _open(browser, url: str, zoom: float):
     width, height = round(SCREEN[0] / zoom), round(SCREEN[1] / zoom)
     context = browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=zoom)
@@ -168,11 +149,7 @@ def test_calculator_is_not_clipped_at_browser_zoom(browser, site, name, zoom):
 def test_live_calculator_updates_while_typing_and_dragging(browser, tmp_path):
     """`minibert app` (Voilà, a live kernel): typing digits into Vocab without Enter or Tab changes the total, and
     so does dragging the Layers slider with the mouse (no release needed in between); numbers stay >= 24 px."""
-    import os
     import re
-    import signal
-    import subprocess
-    import sys
 
     from playwright.sync_api import expect
 
@@ -182,17 +159,12 @@ def test_live_calculator_updates_while_typing_and_dragging(browser, tmp_path):
 
         return f"{count_parameters(BertConfig(**fields)).total:,}"
 
-    log_path = tmp_path / "voila.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "minibert", "app", "--port", "0"], cwd=ROOT,
-                                   stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
+    with running_app(tmp_path / "voila.log") as (process, url):
         context = None
         try:
-            match = re.search(r"(http://127\.0\.0\.1:\d+/)", process.stdout.readline())
-            assert match, f"`minibert app` printed no address; its log:\n{log_path.read_text()}"
             context = browser.new_context(viewport={"width": SCREEN[0], "height": SCREEN[1]})
             page = context.new_page()
-            page.goto(match.group(1), timeout=120_000)
+            page.goto(url, timeout=120_000)
             total = page.locator(".minibert-total")
             expect(total).to_have_text(total_for(), timeout=120_000)
             sizes = page.evaluate(FONT_SIZES)
@@ -211,15 +183,6 @@ def test_live_calculator_updates_while_typing_and_dragging(browser, tmp_path):
             page.mouse.move(track["x"] + 1, knob["y"] + knob["height"] / 2, steps=8)  # to the left end: 1 layer
             expect(total).to_have_text(total_for(vocab_size=1000, num_hidden_layers=1), timeout=30_000)
             page.mouse.up()
-        except Exception:
-            print(log_path.read_text())
-            raise
         finally:
             if context is not None:
                 context.close()
-            process.send_signal(signal.SIGTERM)  # `minibert app` then stops Voilà's own process group
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
