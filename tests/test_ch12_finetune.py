@@ -274,25 +274,135 @@ def test_the_set_gives_the_same_numbers_whatever_jobs(quick_sets):
 def test_each_start_runs_at_the_learning_rate_its_dev_trials_chose(quick_sets):
     result = quick_sets[1]
     plan, trials = result["plan"], result["lr_trials"]
-    S, candidates = plan["sentiment"], plan["lr_choice"]["candidates"]
+    S, C = plan["sentiment"], plan["lr_choice"]
+    candidates, at = C["candidates"], {int(b): chooser for b, chooser in C["at"].items()}
+    main, series = list(plan["starts"]), list(plan["series"]["starts"])
+    small = plan["series"]["budget"]
+    assert small == S["budgets"][0] and at[S["budgets"][-1]] == small  # the quick set reuses a choice too
+    starts_at = lambda b: main + (series if b == small else [])  # noqa: E731
+    seeds_at = lambda b: plan["seeds"] + S["more_seeds"].get(str(b), [])  # noqa: E731
+    # Trials: every candidate once, with one seed, for every start at each budget that chooses (and no other).
     assert sorted((t["start"], t["budget"], t["lr"]) for t in trials) == sorted(
-        (s, b, lr) for s in plan["starts"] for b in S["budgets"] for lr in candidates)
-    assert {t["seed"] for t in trials} == {plan["lr_choice"]["seed"]}
+        (s, b, lr) for b in sorted(set(at.values())) for s in starts_at(b) for lr in candidates)
+    assert {t["seed"] for t in trials} == {C["seed"]}
     for start, by_budget in result["lr_choice"].items():
         for budget, choice in by_budget.items():
-            mine = {t["lr"]: t["dev_score"] for t in trials if t["start"] == start and t["budget"] == int(budget)}
+            mine = {t["lr"]: t["dev_score"] for t in trials if t["start"] == start and t["budget"] == at[int(budget)]}
             assert choice["chosen"] == max(candidates, key=lambda lr: (mine[lr], -candidates.index(lr)))
             assert {r["lr"] for r in result["runs"] if r["task"] == "sentiment" and r["start"] == start
                     and r["budget"] == int(budget)} == {choice["chosen"]}
     assert {r["lr"] for r in result["runs"] if r["task"] == "ner"} == {plan["ner"]["lr"]}
-    # Every planned run once, in plan order: sentiment budgets x starts x seeds, the pooler runs, then NER.
-    expected = [("sentiment", s, b, seed, S["pooling"]) for b in S["budgets"] for s in plan["starts"] for seed in plan["seeds"]]
+    # Every planned run once, in plan order: sentiment budgets x starts x seeds (more seeds and the series' starts
+    # at the smallest budget), the pooler runs, then NER.
+    expected = [("sentiment", s, b, seed, S["pooling"]) for b in S["budgets"] for s in starts_at(b) for seed in seeds_at(b)]
     expected += [("sentiment", s, plan["pooler_runs"]["budget"], seed, plan["pooler_runs"]["pooling"])
                  for s in plan["pooler_runs"]["starts"] for seed in plan["seeds"]]
-    expected += [("ner", s, plan["ner"]["budget"], seed, None) for s in plan["starts"] for seed in plan["seeds"]]
+    expected += [("ner", s, plan["ner"]["budget"], seed, None) for s in main for seed in plan["seeds"]]
     assert [(r["task"], r["start"], r["budget"], r["seed"], r.get("pooling")) for r in result["runs"]] == expected
+    assert len(seeds_at(small)) > len(plan["seeds"]) and series
     kept = [r for r in result["runs"] if "test_predictions" in r]
-    assert [(r["budget"], r["seed"]) for r in kept] == [(S["budgets"][-1], plan["seeds"][0])] * len(plan["starts"])
+    assert [(r["budget"], r["seed"]) for r in kept] == [(S["budgets"][-1], plan["seeds"][0])] * len(main)
+
+
+def _args(tmp_path):
+    import argparse
+
+    return argparse.Namespace(out=str(tmp_path / "r.json"), threads=1, jobs=1, quick=False, no_progress=True)
+
+
+def test_a_missing_or_unfinished_start_names_the_make_target_that_writes_it(tmp_path, monkeypatch):
+    import minibert.book.finetune as ft
+
+    ours = ROOT / "checkpoints" / "pretrain-zh-tiny"  # a finished 1,500-step run
+    for name, where, message in (
+            ("pretrained-99", str(tmp_path / "no-such-run"), r"no-such-run holds no checkpoint \(`make pretrain-99` "),
+            ("pretrained-20000", str(ours), r"holds step 1500, not 20000 \(`make pretrain-20000` writes the finished")):
+        plan = {**ft.PLAN, "starts": {"random": "random", name: where}, "series": {"budget": 100, "starts": {}},
+                "pooler_runs": {**ft.PLAN["pooler_runs"], "starts": ["random"]}}
+        monkeypatch.setattr(ft, "PLAN", plan)
+        with pytest.raises(ft.FinetuneError, match=rf"start '{name}': .*{message}"):
+            ft._experiments(_args(tmp_path))
+        assert not (tmp_path / "r.json").exists()
+
+
+def test_every_start_of_the_plan_has_its_make_target():
+    import re
+
+    import minibert.book.finetune as ft
+
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    targets = set(re.findall(r"^([\w.-]+):", makefile, flags=re.M))
+    for name, where in {**ft.PLAN["starts"], **ft.PLAN["series"]["starts"]}.items():
+        if where == "random":
+            continue
+        target = ft.make_target(name)
+        assert target in targets, f"{name}: no `make {target}`"
+        recipe = makefile.split(f"\n{target}:", 1)[1].split("\n\n", 1)[0].split("\n", 2)[1]  # its command line
+        assert f"--out _build/{Path(where).name} " in recipe + " ", (name, recipe)  # it writes that checkpoint's run
+        assert f"--steps {ft.checkpoint_state(name, ROOT / where)['step']} " in recipe, (name, recipe)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda p: p["series"]["starts"].update({"random": "random"}), "the series repeats the start(s) ['random']"),
+    (lambda p: p["sentiment"]["more_seeds"].update({100: [1, 3]}), "more_seeds at 100 labels [1, 3] repeat a seed"),
+    (lambda p: p["lr_choice"]["at"].update({3000: 300}), "chosen at 300, which is not a budget of the set"),
+    (lambda p: p["series"].update({"budget": 50}), "the series' budget 50 is not a budget of the set")])
+def test_a_plan_that_would_run_something_twice_or_choose_nowhere_is_refused(change, message):
+    import copy
+
+    import minibert.book.finetune as ft
+
+    plan = copy.deepcopy(ft.PLAN)
+    ft.check_plan(plan)
+    change(plan)
+    with pytest.raises(ft.FinetuneError) as info:
+        ft.check_plan(plan)
+    assert message in str(info.value)
+
+
+def test_the_full_plan_runs_each_spec_once_and_reuses_each_chosen_trial(tmp_path, monkeypatch):
+    """The chapter's plan with made-up scores (no training): every run the plan lists is made exactly once, the
+    winning trial of each (start, choosing budget) stands in for that start's seed-0 run at those budgets, and the
+    counts follow from the plan's own numbers."""
+    import zlib
+
+    import minibert.book.finetune as ft
+
+    made = []
+
+    def fake_run_specs(specs, jobs, progress, on_done):
+        entries = []
+        for spec in specs:
+            made.append(spec)
+            score = zlib.crc32(f"{spec['start']} {spec['lr']} {spec['budget']}".encode()) / 2**32  # made up, fixed
+            entry = {k: spec[k] for k in ("task", "start", "budget", "seed", "lr")} | {"dev_score": score,
+                                                                                     "test": {"accuracy": 0.5}}
+            if spec["task"] == "sentiment":
+                entry["pooling"] = spec["pooling"]
+            entries.append(entry)
+            on_done(entry)
+        return entries
+
+    monkeypatch.setattr(ft, "run_specs", fake_run_specs)
+    assert ft._experiments(_args(tmp_path)) == 0
+    plan, made_keys = ft.PLAN, [json.dumps({k: v for k, v in s.items() if k not in ("progress", "keep_predictions")},
+                                           sort_keys=True) for s in made]
+    assert len(made_keys) == len(set(made_keys))  # nothing made twice
+    result = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    S, C = plan["sentiment"], plan["lr_choice"]
+    main, series = list(plan["starts"]), list(plan["series"]["starts"])
+    small = plan["series"]["budget"]
+    n_trials = len(C["candidates"]) * (len(main) * len(set(C["at"].values())) + len(series))
+    seeds = {b: len(plan["seeds"]) + len(S["more_seeds"].get(b, [])) for b in S["budgets"]}
+    sentiment_runs = sum(seeds[b] * (len(main) + (len(series) if b == small else 0)) for b in S["budgets"])
+    pooler_runs = len(plan["pooler_runs"]["starts"]) * len(plan["seeds"])
+    ner_runs = len(main) * len(plan["seeds"])
+    reused = len(main) * len(set(C["at"].values())) + len(series)  # one seed-0 run per (start, choosing budget)
+    assert len(result["lr_trials"]) == n_trials
+    assert len(result["runs"]) == sentiment_runs + pooler_runs + ner_runs
+    assert len(made) == n_trials + len(result["runs"]) - reused
+    assert set(result["checkpoints"]) == {name for name, where in {**plan["starts"], **plan["series"]["starts"]}.items()
+                                          if where != "random"}
 
 
 @pytest.mark.parametrize("args, message", [(["--jobs", "0"], "--jobs must be a positive integer, got 0"),

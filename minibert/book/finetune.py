@@ -417,25 +417,46 @@ def _run(args: argparse.Namespace) -> int:
 
 # The chapter's experiment set (`make finetune`): every number the chapter's table, figure and NER section show.
 # "starts" name the weights each run begins from (a checkpoint folder, relative to the course root, or random):
-# chapter 11's run (`make pretrain`, 1,500 steps) and a longer one (`make pretrain-long`, 8,000 steps).
-# The learning rate is chosen on dev for each start and label budget: every candidate at that budget with
-# lr_choice's seed, the best dev accuracy wins (the first candidate on a tie), and that start's runs at that
-# budget use it (the pooler runs: its choice for mean pooling). The set records every candidate's dev score.
+# chapter 11's run (`make pretrain`, 1,500 steps at a peak learning rate of 1e-3), the same recipe for 20,000
+# steps at 2e-3 (`make pretrain-20000`) and random weights, at every budget. "series" adds two more checkpoints at
+# the smallest budget only, so that the length of pretraining and its rate can be told apart: 1,500 steps at 2e-3
+# (`make pretrain-1500-lr2e-3`) and 8,000 steps at 2e-3 (`make pretrain-8000`).
+# The learning rate is chosen on dev for each start: at each budget of lr_choice["at"], every candidate with
+# lr_choice's seed, the best dev accuracy wins (the first candidate on a tie), and that start's runs use it (the
+# pooler runs: its choice for mean pooling). The largest budget takes the rate chosen at 1,000 labels (its trials
+# would cost most). Sentiment has 3 seeds per start and budget, 5 at 100 labels (where seeds differ most).
 # Named entities use one learning rate for every start, chosen on nothing. Test scores choose nothing.
 PLAN = {
     "seeds": [0, 1, 2],
-    "starts": {"pretrained-1500": "checkpoints/pretrain-zh-tiny", "pretrained-8000": "checkpoints/pretrain-zh-tiny-8000",
+    "starts": {"pretrained-1500": "checkpoints/pretrain-zh-tiny", "pretrained-20000": "checkpoints/pretrain-zh-tiny-20000",
                "random": "random"},
-    "lr_choice": {"candidates": [3e-4, 1e-3, 3e-3], "seed": 0},
-    "sentiment": {"budgets": [100, 1000, 3000], "epochs": {100: 20, 1000: 6, 3000: 4}, "dev_examples": 300,
-                  "pooling": "mean"},
-    "pooler_runs": {"budget": 1000, "pooling": "cls", "starts": ["pretrained-8000", "random"]},
+    "series": {"budget": 100, "starts": {"pretrained-1500-lr2e-3": "checkpoints/pretrain-zh-tiny-1500-lr2e-3",
+                                         "pretrained-8000": "checkpoints/pretrain-zh-tiny-8000"}},
+    "lr_choice": {"candidates": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], "seed": 0, "at": {100: 100, 1000: 1000, 3000: 1000}},
+    "sentiment": {"budgets": [100, 1000, 3000], "epochs": {100: 20, 1000: 6, 3000: 4}, "more_seeds": {100: [3, 4]},
+                  "dev_examples": 300, "pooling": "mean"},
+    "pooler_runs": {"budget": 1000, "pooling": "cls", "starts": ["pretrained-20000"]},
     "ner": {"budget": 3000, "epochs": 12, "dev_examples": 300, "lr": 1e-3},
     "batch_size": 32, "warmup": 0.1, "patience": 3, "max_length": 128,
 }
-QUICK = {"seeds": [0], "batch_size": 16, "lr_choice": {"candidates": [1e-3, 3e-3], "seed": 0},
-         "sentiment": {"budgets": [40, 80], "epochs": {40: 2, 80: 2}, "dev_examples": 40, "pooling": "mean"},
-         "pooler_runs": {"budget": 40, "pooling": "cls", "starts": ["pretrained-8000", "random"]}, "ner": {"budget": 40, "epochs": 2, "dev_examples": 40, "lr": 1e-3}}
+QUICK = {"seeds": [0], "batch_size": 16,
+         "series": {"budget": 40, "starts": {"pretrained-8000": "checkpoints/pretrain-zh-tiny-8000"}},
+         "lr_choice": {"candidates": [1e-3, 3e-3], "seed": 0, "at": {40: 40, 80: 40}},
+         "sentiment": {"budgets": [40, 80], "epochs": {40: 2, 80: 2}, "more_seeds": {40: [1]}, "dev_examples": 40,
+                       "pooling": "mean"},
+         "pooler_runs": {"budget": 40, "pooling": "cls", "starts": ["pretrained-20000", "random"]},
+         "ner": {"budget": 40, "epochs": 2, "dev_examples": 40, "lr": 1e-3}}
+
+
+def seeds_at(plan: dict, budget: int) -> list[int]:
+    """The seeds of every sentiment start at this budget."""
+    more = plan["sentiment"].get("more_seeds", {})
+    return plan["seeds"] + more.get(budget, more.get(str(budget), []))
+
+
+def starts_at(plan: dict, budget: int) -> list[str]:
+    """The starts fine-tuned on sentiment at this budget: every main start, and the series' at its budget."""
+    return list(plan["starts"]) + (list(plan["series"]["starts"]) if budget == plan["series"]["budget"] else [])
 
 
 def experiments_arguments(p: argparse.ArgumentParser) -> None:
@@ -526,6 +547,53 @@ def run_specs(specs: list[dict], jobs: int, progress: bool, on_done) -> list[dic
     return entries
 
 
+def check_plan(plan: dict) -> None:
+    """The plan's names and seeds may not overlap (a run would be made twice), and every budget's learning rate must
+    be chosen at a budget that has trials."""
+    S, C = plan["sentiment"], plan["lr_choice"]
+    both = set(plan["starts"]) & set(plan["series"]["starts"])
+    if both:
+        raise FinetuneError(f"the series repeats the start(s) {sorted(both)}: a start is either fine-tuned at every "
+                            f"budget or in the series, not both")
+    for budget, more in S.get("more_seeds", {}).items():
+        if set(more) & set(plan["seeds"]) or len(set(more)) != len(more):
+            raise FinetuneError(f"more_seeds at {budget} labels {more} repeat a seed of {plan['seeds']}")
+    for budget in S["budgets"]:
+        if C["at"].get(budget) not in S["budgets"]:
+            raise FinetuneError(f"the learning rate at {budget} labels is chosen at {C['at'].get(budget)!r}, which is "
+                                f"not a budget of the set {S['budgets']}")
+    if plan["series"]["budget"] not in S["budgets"]:
+        raise FinetuneError(f"the series' budget {plan['series']['budget']} is not a budget of the set {S['budgets']}")
+
+
+def make_target(start: str) -> str:
+    """The make target that writes a start's checkpoint: `pretrain` for chapter 11's, else pretrain-<the rest>."""
+    return "pretrain" if start == "pretrained-1500" else start.replace("pretrained-", "pretrain-", 1)
+
+
+def checkpoint_state(start: str, folder: Path) -> dict:
+    """The step and command of a start's checkpoint (from its trainer_state.json); a missing checkpoint, or one
+    whose step is not the one the start's name promises (pretrained-<steps>...), is refused."""
+    import re
+
+    state_file = folder / "trainer_state.json"
+    if not (folder / "config.json").is_file() or not state_file.is_file():
+        raise FinetuneError(f"start {start!r}: {folder} holds no checkpoint (`make {make_target(start)}` writes it)")
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    promised = re.match(r"pretrained-(\d+)", start)
+    if promised and state.get("step") != int(promised.group(1)):
+        raise FinetuneError(f"start {start!r}: {folder} holds step {state.get('step')!r}, not {promised.group(1)} "
+                            f"(`make {make_target(start)}` writes the finished run)")
+    return {"folder": folder.name, "step": state.get("step"), "lr": state.get("settings", {}).get("lr"),
+            "command": state.get("command")}
+
+
+def longest_first(specs: list[dict]) -> list[dict]:
+    """The specs in the order to start them: the longest first (examples x epochs), so that with several jobs the
+    set does not end on one long run while the other workers idle. Runs are recorded in plan order whatever this."""
+    return sorted(specs, key=lambda s: -s["budget"] * s["epochs"])  # stable: ties keep their order
+
+
 def choose_lr(entries: list[dict], candidates: list[float]) -> float:
     """The candidate whose run scored best on dev; the first one listed on a tie."""
     best = max(entries, key=lambda e: (e["dev_score"], -candidates.index(e["lr"])))
@@ -543,15 +611,15 @@ def _experiments(args: argparse.Namespace) -> int:
     if args.quick:
         plan.update(copy.deepcopy(QUICK))
     root = Path(__file__).resolve().parents[2]
-    starts = {name: where if where == "random" else str(root / where) for name, where in plan["starts"].items()}
-    for name, where in starts.items():
-        if where != "random" and not (Path(where) / "config.json").is_file():
-            raise FinetuneError(f"start {name!r}: {where} holds no checkpoint (run `make pretrain` first)")
+    check_plan(plan)
+    every = {**plan["starts"], **plan["series"]["starts"]}
+    starts = {name: where if where == "random" else str(root / where) for name, where in every.items()}
+    checkpoints = {name: checkpoint_state(name, Path(where)) for name, where in starts.items() if where != "random"}
     out.parent.mkdir(parents=True, exist_ok=True)
     began, trials, runs = time.perf_counter(), [], []
     result = {"command": "minibert finetune-experiments " + " ".join(sys.argv[2:]), "commit": _commit(),
               "threads": args.threads, "jobs": args.jobs, "plan": plan, "complete": False, "seconds": 0.0,
-              "lr_choice": {}, "lr_trials": trials, "runs": runs}
+              "checkpoints": checkpoints, "lr_choice": {}, "lr_trials": trials, "runs": runs}
     common = dict(batch_size=plan["batch_size"], warmup=plan["warmup"], patience=plan["patience"],
                   max_length=plan["max_length"], threads=args.threads, quick=args.quick,
                   progress=not args.no_progress)
@@ -572,27 +640,30 @@ def _experiments(args: argparse.Namespace) -> int:
                 "pooling": pooling, "epochs": S["epochs"][budget], "dev_examples": S["dev_examples"],
                 "keep_predictions": budget == S["budgets"][-1] and seed == plan["seeds"][0], **common}
 
-    # 1. The learning rate of each start at each budget, on dev: every candidate with one seed.
-    tried = [sentiment(start, budget, C["seed"], lr, S["pooling"])
-             for budget in S["budgets"] for start in starts for lr in C["candidates"]]
-    done = dict(zip(map(key, tried), run_specs(tried, args.jobs, not args.no_progress, recorder(trials))))
-    for start in starts:
-        result["lr_choice"][start] = {}
-        for budget in S["budgets"]:
-            mine = [e for e in trials if e["start"] == start and e["budget"] == budget]
-            result["lr_choice"][start][str(budget)] = {"chosen": choose_lr(mine, C["candidates"]),
-                                                       "dev": {str(e["lr"]): e["dev_score"] for e in mine}}
+    # 1. The learning rate of each start, on dev: every candidate with one seed, at each budget that chooses for a
+    # budget the start runs at.
+    choosing = sorted({(C["at"][budget], start) for budget in S["budgets"] for start in starts_at(plan, budget)},
+                      key=lambda bs: (bs[0], list(starts).index(bs[1])))
+    tried = [sentiment(start, budget, C["seed"], lr, S["pooling"]) for budget, start in choosing for lr in C["candidates"]]
+    done = dict(zip(map(key, tried), run_specs(longest_first(tried), args.jobs, not args.no_progress, recorder(trials))))
+    trials[:] = [done[key(spec)] for spec in tried]  # in plan order
+    for budget in S["budgets"]:
+        for start in starts_at(plan, budget):
+            mine = [e for e in trials if e["start"] == start and e["budget"] == C["at"][budget]]
+            result["lr_choice"].setdefault(start, {})[str(budget)] = {
+                "chosen": choose_lr(mine, C["candidates"]), "chosen_at": C["at"][budget],
+                "dev": {str(e["lr"]): e["dev_score"] for e in mine}}
     # 2. The set, each start at its learning rate; a run the choice already made is reused, not run again.
     lr_of = lambda start, budget: result["lr_choice"][start][str(budget)]["chosen"]  # noqa: E731
     specs = [sentiment(start, budget, seed, lr_of(start, budget), S["pooling"])
-             for budget in S["budgets"] for start in starts for seed in plan["seeds"]]
+             for budget in S["budgets"] for start in starts_at(plan, budget) for seed in seeds_at(plan, budget)]
     P = plan["pooler_runs"]
     specs += [sentiment(start, P["budget"], seed, lr_of(start, P["budget"]), P["pooling"])
               for start in P["starts"] for seed in plan["seeds"]]
     specs += [{"task": "ner", "start": start, "from": starts[start], "budget": N["budget"], "seed": seed,
                "lr": N["lr"], "epochs": N["epochs"], "dev_examples": N["dev_examples"], **common}
-              for start in starts for seed in plan["seeds"]]
-    todo = [s for s in specs if key(s) not in done]
+              for start in plan["starts"] for seed in plan["seeds"]]
+    todo = longest_first([s for s in specs if key(s) not in done])
     done.update(zip(map(key, todo), run_specs(todo, args.jobs, not args.no_progress, recorder(runs))))
     def planned(spec: dict) -> dict:  # a reused trial keeps its test predictions only where the plan keeps them
         entry = done[key(spec)]
