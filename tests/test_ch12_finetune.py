@@ -401,6 +401,13 @@ def test_the_full_plan_runs_each_spec_once_and_reuses_each_chosen_trial(tmp_path
     assert len(result["lr_trials"]) == n_trials
     assert len(result["runs"]) == sentiment_runs + pooler_runs + ner_runs
     assert len(made) == n_trials + len(result["runs"]) - reused
+    for r in result["runs"]:  # each run is the one planned at its place: a reused trial too
+        if r["task"] == "sentiment" and r["pooling"] == S["pooling"]:
+            assert r["lr"] == result["lr_choice"][r["start"]][str(r["budget"])]["chosen"], r
+    per_budget = {b: [(r["start"], r["seed"]) for r in result["runs"] if r["task"] == "sentiment" and r["budget"] == b
+                      and r["pooling"] == S["pooling"]] for b in S["budgets"]}
+    assert all(len(v) == len(set(v)) == seeds[b] * (len(main) + (len(series) if b == small else 0))
+               for b, v in per_budget.items())
     assert set(result["checkpoints"]) == {name for name, where in {**plan["starts"], **plan["series"]["starts"]}.items()
                                           if where != "random"}
 

@@ -645,7 +645,8 @@ def _experiments(args: argparse.Namespace) -> int:
     choosing = sorted({(C["at"][budget], start) for budget in S["budgets"] for start in starts_at(plan, budget)},
                       key=lambda bs: (bs[0], list(starts).index(bs[1])))
     tried = [sentiment(start, budget, C["seed"], lr, S["pooling"]) for budget, start in choosing for lr in C["candidates"]]
-    done = dict(zip(map(key, tried), run_specs(longest_first(tried), args.jobs, not args.no_progress, recorder(trials))))
+    ordered = longest_first(tried)
+    done = dict(zip(map(key, ordered), run_specs(ordered, args.jobs, not args.no_progress, recorder(trials))))
     trials[:] = [done[key(spec)] for spec in tried]  # in plan order
     for budget in S["budgets"]:
         for start in starts_at(plan, budget):
