@@ -465,7 +465,10 @@ WRONG_ANSWERS = {
         "tags = ['O'] * len(text)\nfor s, e, k in spans:\n    n, s = e - s, text.find(text[s:e])\n"
         "    tags[s] = 'B-' + k\n    for i in range(s + 1, s + n):\n        tags[i] = 'I-' + k\nreturn tags",
         "tags = ['O'] * len(text)\nwhile spans:\n    s, e, k = spans.pop()\n    tags[s] = 'B-' + k\n"
-        "    for i in range(s + 1, e):\n        tags[i] = 'I-' + k\nreturn tags"],
+        "    for i in range(s + 1, e):\n        tags[i] = 'I-' + k\nreturn tags",
+        # every span one character to the right (1-based starts)
+        "tags = ['O'] * len(text)\nfor s, e, k in spans:\n    if s + 1 < len(text):\n        tags[s + 1] = 'B-' + k\n"
+        "    for i in range(s + 2, min(e + 1, len(text))):\n        tags[i] = 'I-' + k\nreturn tags"],
     "12.2": [  # end inclusive; a stray I- opens an entity (the lenient reading); B- after B- of a type merged
         "found, kind, start = [], None, 0\nfor i, t in enumerate(tags + ['O']):\n"
         "    if kind is not None and t != 'I-' + kind:\n        found.append((kind, start, i - 1))\n        kind = None\n"
@@ -492,9 +495,16 @@ WRONG_ANSWERS = {
         "    if t.startswith('B-') or (kind is None and t == 'I-' + str(last)):\n        kind, start = t[2:], i\nreturn found",
         "found, kind, start = [], None, 0\nfor i, t in enumerate(tags + ['O']):\n"
         "    if kind is not None and t != 'I-' + kind:\n        found.append((start, i, kind))\n        kind = None\n"
+        "    if t.startswith('B-'):\n        kind, start = t[2:], i\nreturn found",
+        # the last entity never closed (no sentinel after the walk)
+        "found, kind, start = [], None, 0\nfor i, t in enumerate(tags):\n"
+        "    if kind is not None and t != 'I-' + kind:\n        found.append((kind, start, i))\n        kind = None\n"
         "    if t.startswith('B-'):\n        kind, start = t[2:], i\nreturn found"],
     "12.3": [  # -100 positions counted; the mean of per-text accuracies; divided by every position
         "return (logits.argmax(-1) == labels).float().mean().item()",
+        # -100 read as label 0; only positions labelled above 0 kept
+        "return (logits.argmax(-1) == labels.clamp(min=0)).float().mean().item()",
+        "keep = labels > 0\nreturn ((logits.argmax(-1) == labels) & keep).sum().item() / keep.sum().item()",
         "keep = labels != -100\nright = (logits.argmax(-1) == labels) & keep\n"
         "return (right.sum(1).float() / keep.sum(1)).mean().item()",
         "keep = labels != -100\nreturn ((logits.argmax(-1) == labels) & keep).sum().item() / labels.numel()",

@@ -19,6 +19,15 @@ _SPAN_CASES = (
 )
 
 
+def _tags(text: str, spans: list) -> list:
+    """The tags of spans, clipped to the text (the shape of a wrong answer, for the diagnosis only)."""
+    tags = ["O"] * len(text)
+    for start, end, kind in spans:
+        for i in range(max(start, 0), min(end, len(text))):
+            tags[i] = ("B-" if i == start else "I-") + kind
+    return tags
+
+
 def check_bio_from_spans(fn) -> None:
     not_done(fn, "12.1")
     for text, spans, want in _SPAN_CASES:
@@ -30,7 +39,9 @@ def check_bio_from_spans(fn) -> None:
                f"for {text!r} expected a list of {len(text)} tags (one per character), got {have!r}.",
                "start from ['O'] * len(text).")
         if have != want:
-            if any(t.startswith("I-") and w.startswith("B-") for t, w in zip(have, want)):
+            if any(have == _tags(text, [(a + d, b + d, k) for a, b, k in spans]) for d in (-1, 1)):
+                problem = "every entity sits one character off: start is the 0-based index of its first character"
+            elif any(t.startswith("I-") and w.startswith("B-") for t, w in zip(have, want)):
                 problem = "an entity's first character must be tagged B-, not I-"
             elif any(t.startswith("B-") and w.startswith("I-") for t, w in zip(have, want)):
                 problem = "only an entity's first character is B-; the others are I-"
@@ -89,6 +100,11 @@ def check_entity_spans(fn) -> None:
         elif len(have) > len(want) and any(len(e) == 3 and isinstance(e[1], int) and 0 <= e[1] < len(tags)
                                            and tags[e[1]].startswith("I-") for e in have):
             problem = "an I- tag that does not continue a B-/I- of its type starts no entity in strict IOB2"
+        elif want and have == want[:-1] and want[-1][2] == len(tags):
+            problem = "an entity that runs to the last tag was never closed: close what is still open after the walk"
+        elif any(len(e) == 3 and isinstance(e[1], int) and isinstance(e[2], int) and any(
+                t.startswith("I-") and t[2:] != e[0] for t in tags[e[1] + 1:e[2]]) for e in have):
+            problem = "an I- tag of another type does not continue an entity: I-X extends only an open X"
         elif len(have) < len(want):
             problem = "a B- tag always starts a new entity, even right after another entity of its type"
         else:
@@ -100,6 +116,12 @@ def check_entity_spans(fn) -> None:
 
 # (logits (B, T, L), labels (B, T) with -100, the expected share), written by hand
 _ACCURACY_CASES = (
+    # Tells the mask mistakes apart (first, so that each gets its own message). predictions [[0, 1, 3, 0],
+    # [2, 2, 0, 1]]; labelled: ok, wrong, ok, - | ok, -, wrong, - -> 3 of 5 = 0.6. Unmasked: 3 of 8; only labels
+    # > 0 kept: 2 of 3; -100 read as 0: 4 of 8; the mean of the texts' accuracies: (2/3 + 1/2) / 2; the share wrong: 0.4.
+    ([[[3.0, 0.5, 0.0, 0.2], [0.3, 3.0, 0.1, 0.0], [0.0, 0.4, 0.0, 3.0], [3.0, 0.2, 0.6, 0.0]],
+      [[0.1, 0.0, 3.0, 0.5], [0.7, 0.0, 3.0, 0.2], [3.0, 0.3, 0.0, 0.9], [0.0, 3.0, 0.4, 0.0]]],
+     [[0, 0, 3, -100], [2, -100, 1, -100]], 3 / 5),
     # T = L = 4, so the wrong axis runs too. predictions (argmax over the labels) [[0, 1, 3, 1]]; labelled: ok, -,
     # ok, wrong -> 2 of 3. Over the positions instead (argmax(1), or a softmax over dim 1): every labelled token
     # "right" (3 of 3); argmin: 0 of 3
@@ -113,6 +135,11 @@ _ACCURACY_CASES = (
     # comparison with -100 read as label 0 all give something else here)
     ([[[0.0, 1.0], [0.0, 3.0], [2.0, 0.0], [1.0, 0.0]]], [[1, -100, 0, 1]], 2 / 3),
 )
+
+
+_TOKEN_ACCURACY_HINT = ("for each token take the label with the highest score (over the last dimension, the labels); "
+                        "count the right ones among the tokens whose label is not -100, over all texts, and divide by "
+                        "how many such tokens there are.")
 
 
 def check_token_accuracy(fn) -> None:
@@ -149,10 +176,14 @@ def check_token_accuracy(fn) -> None:
              "leave out only the positions labelled -100, not those labelled 0."),
             (share(logits.argmax(1), keep) if square else None,
              "the highest score was taken over the positions (dim 1), not over the labels",
-             "predicted = logits.argmax(-1): one label per token."),
+             "take the highest score over the last dimension (the labels): one label per token."),
             (share(logits.softmax(1).argmax(-1), keep) if square else None,
              "the softmax ran over the positions (dim 1), not over the labels",
-             "no softmax is needed (it keeps the order of the scores); predicted = logits.argmax(-1)."),
+             "no softmax is needed (it keeps the order of the scores); take the highest score over the last dimension."),
+            (share(predicted, torch.ones_like(keep)) + float(((predicted == 0) & ~keep).sum()) / labels.numel()
+             if bool((~keep).any()) else None,
+             "the positions labelled -100 were scored as if their label were 0",
+             "leave the -100 positions out instead of giving them a label."),
             (1 - want if abs(want - 0.5) > 1e-6 else None, "that is the share of WRONG labelled tokens",
              "count the tokens whose predicted label equals the true one."),
         ]
@@ -162,6 +193,5 @@ def check_token_accuracy(fn) -> None:
             expect(False, "12.3", f"got {have:.3f}, expected {want:.3f}: " + "; or ".join(p for p, _ in found) + ".",
                    " / ".join(dict.fromkeys(h for _, h in found)))
         expect(abs(have - want) < 1e-6, "12.3", f"got {have:.3f}, expected {want:.3f} for labels {labels.tolist()}.",
-               "predicted = logits.argmax(-1) (the highest score over the labels, the last dimension); "
-               "compare where labels != -100.")
+               _TOKEN_ACCURACY_HINT)
     passed("12.3")
