@@ -289,16 +289,16 @@ def test_the_npm_lock_pins_what_the_book_copies():
 
 
 def test_browser_tests_skip_without_a_browser_but_fail_under_ci(monkeypatch, tmp_path):
-    import test_browser  # tests/ is on sys.path under pytest
+    import conftest  # tests/ is on sys.path under pytest; the browser tests' `chromium` fixture asks these two
 
     monkeypatch.setenv("MINIBERT_CHROMIUM", str(tmp_path / "no-such-chromium"))
-    assert test_browser._chromium() is None
+    assert conftest.chromium_path() is None
     monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception, match="no Chromium"):
-        test_browser._unavailable("no Chromium browser")
+        conftest.unavailable("no Chromium browser")
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI is set"):
-        test_browser._unavailable("no Chromium browser")
+        conftest.unavailable("no Chromium browser")
 
 
 def test_links_to_chapter_notebooks_point_at_their_pages(book):
