@@ -75,6 +75,7 @@ def chromium() -> str:
         unavailable(f"needs a Chromium browser: {INSTALL_CHROMIUM}")
     return path
 
+
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 
